@@ -1,0 +1,1 @@
+"""mixbook: mixup and its descendants as one operation, a row-stochastic mixing matrix."""

@@ -1,0 +1,167 @@
+"""Argument checks shared by the public functions.
+
+Every check raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind,
+wrong value) with a message that names the argument and the accepted range.
+
+Checks of *shape, dtype and device* are free and always run. Checks of tensor *values*
+(labels inside ``[0, num_classes)``, soft-target rows summing to 1, weights non-negative)
+need the values on the host; on an accelerator that is a synchronisation, which the mixing
+hot path must not make. They therefore follow :func:`set_value_checks`:
+
+* ``"auto"`` (default): check values of CPU tensors, skip them on other devices (on CUDA an
+  out-of-range label still fails loudly, through the device-side assert of ``scatter_``);
+* ``"always"``: check everywhere (use while debugging a GPU pipeline);
+* ``"never"``: skip value checks everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+_MODES = ("auto", "always", "never")
+_value_checks = "auto"
+
+
+def set_value_checks(mode: str) -> str:
+    """Set when tensor *values* are checked (see module docstring); return the old mode."""
+    global _value_checks
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    old, _value_checks = _value_checks, mode
+    return old
+
+
+@contextmanager
+def value_checks(mode: str) -> Iterator[None]:
+    """Context manager form of :func:`set_value_checks`."""
+    old = set_value_checks(mode)
+    try:
+        yield
+    finally:
+        set_value_checks(old)
+
+
+def check_values(t: torch.Tensor) -> bool:
+    """Whether value checks apply to ``t`` under the current mode."""
+    if _value_checks == "always":
+        return True
+    if _value_checks == "never":
+        return False
+    return t.device.type == "cpu"
+
+
+def positive_float(name: str, value: object) -> float:
+    """A finite real number > 0 (``bool`` and tensors are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number > 0, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def unit_interval(name: str, value: object, *, include_one: bool = False) -> float:
+    """A real number in ``[0, 1)`` (or ``[0, 1]`` with ``include_one``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number in [0, 1), got {type(value).__name__}")
+    value = float(value)
+    upper_ok = value <= 1 if include_one else value < 1
+    if not (value >= 0 and upper_ok):
+        bracket = "]" if include_one else ")"
+        raise ValueError(f"{name} must be in [0, 1{bracket}, got {value}")
+    return value
+
+
+def positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value}")
+    return value
+
+
+def choice(name: str, value: object, options: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def tensor(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def batch(name: str, x: object) -> torch.Tensor:
+    """A floating-point tensor whose first dimension is a non-empty batch."""
+    x = tensor(name, x)
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
+            f"got {x.dtype}; convert integer images first, e.g. x.float() / 255"
+        )
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} must have a non-empty batch dimension, got shape {tuple(x.shape)}")
+    return x
+
+
+def same_batch(name: str, x: torch.Tensor, batch_size: int) -> None:
+    if x.ndim < 1 or x.shape[0] != batch_size:
+        got = x.shape[0] if x.ndim else "a scalar"
+        raise ValueError(f"{name} must have batch size {batch_size}, got {got}")
+
+
+def same_device(name: str, x: torch.Tensor, device: torch.device) -> None:
+    if x.device != device:
+        raise ValueError(f"{name} is on {x.device} but the mixing lives on {device}; move one of them")
+
+
+def generator(gen: object, device: torch.device) -> torch.Generator | None:
+    if gen is None:
+        return None
+    if not isinstance(gen, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(gen).__name__}")
+    gdev = torch.device(gen.device)
+    if gdev.type != device.type or (
+        gdev.index is not None and device.index is not None and gdev.index != device.index
+    ):
+        raise ValueError(f"generator is on {gdev} but the batch is on {device}; create it with torch.Generator(device)")
+    return gen
+
+
+def labels(name: str, y: object, num_classes: int | None = None) -> torch.Tensor:
+    """Integer class labels of shape ``(b,)``, inside ``[0, num_classes)`` when checked."""
+    y = tensor(name, y)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class labels, got {y.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per example), got shape {tuple(y.shape)}")
+    if num_classes is not None and y.numel() and check_values(y):
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"{name} must lie in [0, num_classes) = [0, {num_classes}), got values in [{lo}, {hi}]"
+            )
+    return y
+
+
+def soft_targets(name: str, y: torch.Tensor, atol: float = 1e-4) -> torch.Tensor:
+    """Soft targets ``(b, C)``: non-negative rows that sum to 1 (within ``atol``) when checked."""
+    if y.ndim != 2:
+        raise ValueError(f"{name} as soft targets must have shape (batch, num_classes), got {tuple(y.shape)}")
+    if y.numel() and check_values(y):
+        rows = y.sum(dim=1, dtype=torch.float64)
+        if bool((y < 0).any()) or not bool(torch.isfinite(rows).all()):
+            raise ValueError(f"{name} as soft targets must be finite and non-negative")
+        worst = float((rows - 1).abs().max())
+        if worst > atol:
+            raise ValueError(f"{name} rows must sum to 1 (soft targets); the worst row is off by {worst:.3g}")
+    return y
+
+
+def num_classes(value: object) -> int:
+    return positive_int("num_classes", value)

@@ -1,0 +1,78 @@
+"""Beta and Dirichlet samples on the tensor's device, from an optional ``torch.Generator``.
+
+``torch.distributions`` cannot take a generator and validates its arguments on every call
+(a host synchronisation on an accelerator). Here samples are built from
+``torch._standard_gamma`` directly, in log space, so that they stay exact for small
+concentrations:
+
+* For ``a < 1`` a Gamma(a) variate underflows to 0 in float32 with high probability
+  (P[G < 2^-126] ≈ 2^(-126a)/Γ(a+1), about 1e-4 already at a = 0.1 in float32 after
+  normalising two such draws), which turns ``g1 / (g1 + g2)`` into ``0/0``. We use the boost
+  G(a) = G(a+1) · U^(1/a) (Marsaglia & Tsang 2000) and keep ``log G``; normalising is then a
+  ``sigmoid``/``softmax`` of log-gammas, which never produces NaN.
+* As α → 0 Beta(α, α) tends to Bernoulli(½) on {0, 1}: almost every λ lies within float32
+  rounding of 0 or 1 (mixing then returns one of the two examples, unchanged to that
+  precision), and none is NaN. At α = 0.01 about 60% of float32 draws are exactly 0.0 or 1.0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+
+
+def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``log`` of Gamma(concentration, 1) samples, one per element; same shape, dtype, device.
+
+    Stable for any concentration > 0 (see the module docstring).
+    """
+    a = concentration
+    boost = a < 1
+    g = torch._standard_gamma(torch.where(boost, a + 1, a), generator=generator)
+    u = torch.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+    u = u.clamp_min_(torch.finfo(a.dtype).tiny)
+    return g.log() + torch.where(boost, u.log() / a, torch.zeros_like(a))
+
+
+def beta(
+    a: float,
+    b: float,
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Samples of Beta(a, b) in the standard parameterisation (density ∝ λ^(a−1)(1−λ)^(b−1)).
+
+    Returns a tensor of ``shape`` with values in ``[0, 1]``. ``λ = σ(log G_a − log G_b)`` with
+    independent Gamma variates, the textbook construction of the Beta distribution.
+    """
+    a = _checks.positive_float("a", a)
+    b = _checks.positive_float("b", b)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    _checks.generator(generator, device)
+    conc = torch.tensor([a, b], device=device, dtype=dtype).expand(*shape, 2)
+    lg = log_gamma(conc.contiguous(), generator)
+    return torch.sigmoid(lg[..., 0] - lg[..., 1])
+
+
+def dirichlet(
+    alpha: float,
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Samples of the symmetric Dirichlet(α, …, α) over the *last* dimension of ``shape``.
+
+    Returns a tensor of ``shape`` whose slices along the last dimension are non-negative and
+    sum to 1 (a softmax of log-gamma variates).
+    """
+    alpha = _checks.positive_float("alpha", alpha)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    _checks.generator(generator, device)
+    conc = torch.full(tuple(shape), alpha, device=device, dtype=dtype)
+    return torch.softmax(log_gamma(conc, generator), dim=-1)

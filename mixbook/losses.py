@@ -1,0 +1,115 @@
+"""Losses for mixed examples.
+
+Cross-entropy is linear in its target, ``CE(z, Σ_j w_j y_j) = Σ_j w_j CE(z, y_j)``; so a
+pairwise mixing can be trained either with soft targets (:func:`soft_cross_entropy` on
+``Mixing.targets``) or with two integer-target cross-entropies weighted by λ
+(:func:`mixed_cross_entropy`, Zhang et al. 2018, eq. 1 of the reference code), which never
+builds a ``(b, C)`` target matrix. Both give the same value and gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def one_hot(
+    y: torch.Tensor,
+    num_classes: int,
+    smoothing: float = 0.0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """One-hot targets with label smoothing: ``(1 − ε) e_y + ε / C``.
+
+    Args:
+        y: ``(b,)`` integer labels in ``[0, num_classes)``.
+        num_classes: ``C`` ≥ 1.
+        smoothing: ε in ``[0, 1)``.
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``(b, C)`` tensor on ``y``'s device whose rows sum to 1.
+    """
+    num_classes = _checks.num_classes(num_classes)
+    y = _checks.labels("y", y, num_classes)
+    smoothing = _checks.unit_interval("smoothing", smoothing)
+    off = smoothing / num_classes
+    out = torch.full((y.shape[0], num_classes), off, dtype=dtype, device=y.device)
+    return out.scatter_(1, y.long().unsqueeze(1), 1.0 - smoothing + off)
+
+
+def _check_logits(logits: object, batch_size: int | None = None) -> torch.Tensor:
+    logits = _checks.batch("logits", logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (batch, num_classes), got {tuple(logits.shape)}")
+    if batch_size is not None and logits.shape[0] != batch_size:
+        raise ValueError(f"logits have batch size {logits.shape[0]} but the targets have {batch_size}")
+    return logits
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy ``−Σ_c t_c log softmax(z)_c`` against soft targets.
+
+    Args:
+        logits: ``(b, C)`` floating tensor.
+        target: ``(b, C)`` non-negative rows summing to 1.
+        reduction: ``"mean"`` (over the batch), ``"sum"`` or ``"none"`` (shape ``(b,)``).
+    """
+    reduction = _checks.choice("reduction", reduction, _REDUCTIONS)
+    target = _checks.tensor("target", target)
+    if not target.is_floating_point():
+        raise TypeError(f"target must hold soft targets (floating point), got {target.dtype}; use F.cross_entropy for labels")
+    _checks.soft_targets("target", target)
+    logits = _check_logits(logits, target.shape[0])
+    if target.shape != logits.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+    return F.cross_entropy(logits, target.to(logits.dtype), reduction=reduction)
+
+
+def mixed_cross_entropy(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    y_partner: torch.Tensor,
+    lam: torch.Tensor | float,
+    reduction: str = "mean",
+    smoothing: float = 0.0,
+) -> torch.Tensor:
+    """λ-weighted integer-target cross-entropy ``λ CE(z, y) + (1 − λ) CE(z, y')``.
+
+    Equal in value and gradient to :func:`soft_cross_entropy` against the pairwise mixed
+    (and equally smoothed) one-hot targets, without materialising them.
+
+    Args:
+        logits: ``(b, C)``.
+        y, y_partner: ``(b,)`` integer labels (for a :class:`~mixbook.mixing.Mixing` ``m``:
+            ``y`` and ``y[m.partner]``).
+        lam: ``(b,)`` tensor or a float in ``[0, 1]``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        smoothing: label smoothing ε in ``[0, 1)``.
+    """
+    reduction = _checks.choice("reduction", reduction, _REDUCTIONS)
+    smoothing = _checks.unit_interval("smoothing", smoothing)
+    logits = _check_logits(logits)
+    b, c = logits.shape
+    for name, t in (("y", y), ("y_partner", y_partner)):
+        _checks.labels(name, t, c)
+        if t.shape[0] != b:
+            raise ValueError(f"{name} has batch size {t.shape[0]} but logits have {b}")
+    if isinstance(lam, torch.Tensor):
+        if lam.shape not in ((b,), ()):
+            raise ValueError(f"lam must be a float or have shape ({b},), got {tuple(lam.shape)}")
+        lam = lam.to(logits.dtype)
+    else:
+        lam = _checks.unit_interval("lam", lam, include_one=True)
+    ce_a = F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
+    ce_b = F.cross_entropy(logits, y_partner, reduction="none", label_smoothing=smoothing)
+    loss = ce_b + lam * (ce_a - ce_b)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss

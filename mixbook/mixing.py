@@ -1,0 +1,187 @@
+"""The one abstraction of mixbook: a mixing is a row-stochastic matrix.
+
+Input mixup, the reformulated mixup, ζ-mixup, MultiMix and manifold mixup all produce ``n``
+new examples, each a convex combination of the ``b`` examples of a batch::
+
+    X_new = W @ X,    Y_new = W @ Y,    W ∈ R^(n×b),  W ≥ 0,  W 1 = 1.
+
+The methods differ only in how ``W`` is sampled. :class:`Mixing` stores ``W`` in one of two
+forms behind one interface:
+
+* **pairwise** (``n == b``): output ``k`` is ``lam[k] * x[k] + (1 - lam[k]) * x[partner[k]]``.
+  At most two non-zeros a row; applied with one gather and one in-place ``lerp``, never a
+  dense matmul. The output is the only batch-sized allocation.
+* **dense**: the ``(n, b)`` matrix itself, applied with one matmul over the flattened batch.
+
+Every method is differentiable with respect to ``x`` (manifold mixup mixes hidden features)
+and never modifies its inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import _checks
+from .losses import one_hot
+
+
+@dataclass(frozen=True, eq=False)
+class Mixing:
+    """A sampled convex-combination matrix ``W`` of shape ``(n, b)``.
+
+    Build one with :meth:`pairwise` or :meth:`from_dense` (or from a sampler such as
+    :func:`mixbook.mixup.sample`), then call :meth:`apply` on inputs or features and
+    :meth:`targets` on labels.
+
+    Attributes:
+        batch_size: ``b``, the number of examples mixed.
+        partner: ``(b,)`` int64 partner index of each output (pairwise form), else ``None``.
+        lam: ``(b,)`` weight of each output's own example (pairwise form), else ``None``.
+        weights: ``(n, b)`` matrix (dense form), else ``None``.
+    """
+
+    batch_size: int
+    partner: torch.Tensor | None = None
+    lam: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def pairwise(cls, partner: torch.Tensor, lam: torch.Tensor) -> "Mixing":
+        """Pairwise mixing ``out[k] = lam[k] x[k] + (1 - lam[k]) x[partner[k]]``.
+
+        Args:
+            partner: ``(b,)`` integer tensor with values in ``[0, b)``.
+            lam: ``(b,)`` floating tensor with values in ``[0, 1]``, on the same device.
+        """
+        partner = _checks.labels("partner", partner)
+        lam = _checks.tensor("lam", lam)
+        b = partner.shape[0]
+        if b == 0:
+            raise ValueError("partner must index a non-empty batch, got an empty tensor")
+        if not lam.is_floating_point():
+            raise TypeError(f"lam must be a floating-point tensor, got {lam.dtype}")
+        if lam.shape != (b,):
+            raise ValueError(f"lam must have shape ({b},) like partner, got {tuple(lam.shape)}")
+        _checks.same_device("lam", lam, partner.device)
+        if _checks.check_values(partner):
+            lo, hi = int(partner.min()), int(partner.max())
+            if lo < 0 or hi >= b:
+                raise ValueError(f"partner must lie in [0, {b}), got values in [{lo}, {hi}]")
+            if not bool(((lam >= 0) & (lam <= 1)).all()):
+                raise ValueError("lam must lie in [0, 1]")
+        return cls(batch_size=b, partner=partner.long(), lam=lam)
+
+    @classmethod
+    def from_dense(cls, weights: torch.Tensor, atol: float = 1e-4) -> "Mixing":
+        """Dense mixing from an ``(n, b)`` row-stochastic matrix (rows ≥ 0, summing to 1)."""
+        w = _checks.tensor("weights", weights)
+        if not w.is_floating_point():
+            raise TypeError(f"weights must be a floating-point tensor, got {w.dtype}")
+        if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
+            raise ValueError(f"weights must have shape (n, b) with n, b >= 1, got {tuple(w.shape)}")
+        _checks.soft_targets("weights", w, atol=atol)
+        return cls(batch_size=w.shape[1], weights=w)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def is_pairwise(self) -> bool:
+        return self.weights is None
+
+    @property
+    def num_outputs(self) -> int:
+        """``n``, the number of mixed examples produced."""
+        return self.batch_size if self.weights is None else self.weights.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.partner.device if self.weights is None else self.weights.device
+
+    def to(self, device: torch.device | str) -> "Mixing":
+        """The same mixing on another device."""
+        if self.weights is None:
+            return Mixing(self.batch_size, self.partner.to(device), self.lam.to(device))
+        return Mixing(self.batch_size, weights=self.weights.to(device))
+
+    def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The ``(n, b)`` matrix ``W`` (for analysis and plots; not used to apply pairwise mixings)."""
+        if self.weights is not None:
+            return self.weights if dtype is None else self.weights.to(dtype)
+        dtype = dtype or self.lam.dtype
+        b = self.batch_size
+        lam = self.lam.to(dtype)
+        rows = torch.arange(b, device=self.device)
+        w = torch.zeros(b, b, dtype=dtype, device=self.device)
+        w.index_put_((rows, rows), lam, accumulate=True)
+        w.index_put_((rows, self.partner), 1 - lam, accumulate=True)
+        return w
+
+    # ------------------------------------------------------------------ application
+    def _check_batch(self, name: str, x: torch.Tensor) -> None:
+        _checks.same_batch(name, x, self.batch_size)
+        _checks.same_device(name, x, self.device)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        """``W @ x`` over the first dimension of a floating tensor; output dtype = x.dtype."""
+        if self.weights is None:
+            lam = self.lam.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+            out = x.index_select(0, self.partner)
+            return out.lerp_(x, lam)
+        w = self.weights.to(x.dtype)
+        return (w @ x.reshape(self.batch_size, -1)).reshape(self.num_outputs, *x.shape[1:])
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Mix a batch of inputs or features.
+
+        Args:
+            x: ``(b, *)`` floating tensor (fp16, bf16, fp32 or fp64) on the mixing's device.
+
+        Returns:
+            ``(n, *)`` tensor of ``x``'s dtype. In the pairwise form λ is applied in ``x``'s
+            dtype (rounded to it for fp16/bf16: relative error ≤ 2^-8 for bf16) by a lerp
+            whose internal arithmetic is at least float32.
+        """
+        x = _checks.batch("x", x)
+        self._check_batch("x", x)
+        return self._mix(x)
+
+    def targets(
+        self,
+        y: torch.Tensor,
+        num_classes: int | None = None,
+        smoothing: float = 0.0,
+    ) -> torch.Tensor:
+        """Mix labels: ``W @ Y`` with ``Y`` the (smoothed) one-hot or soft targets.
+
+        Args:
+            y: ``(b,)`` integer labels in ``[0, num_classes)``, or ``(b, C)`` soft targets
+                whose rows are non-negative and sum to 1.
+            num_classes: ``C``; required for integer labels, checked against soft targets.
+            smoothing: label smoothing ε in ``[0, 1)``: ``Y ← (1 − ε) Y + ε / C``.
+
+        Returns:
+            ``(n, C)`` soft targets, rows summing to 1 (float32 for integer labels, else
+            ``y``'s dtype).
+        """
+        _checks.tensor("y", y)
+        smoothing = _checks.unit_interval("smoothing", smoothing)
+        if y.is_floating_point():
+            _checks.soft_targets("y", y)
+            if num_classes is not None and y.shape[1] != _checks.num_classes(num_classes):
+                raise ValueError(f"y has {y.shape[1]} columns but num_classes={num_classes}")
+            self._check_batch("y", y)
+            soft = y if smoothing == 0 else y * (1 - smoothing) + smoothing / y.shape[1]
+        else:
+            if num_classes is None:
+                raise TypeError("num_classes is required when y holds integer labels")
+            _checks.num_classes(num_classes)
+            _checks.labels("y", y, num_classes)
+            self._check_batch("y", y)
+            soft = one_hot(y, num_classes, smoothing)
+        return self._mix(soft)
+
+    def __repr__(self) -> str:
+        form = "pairwise" if self.is_pairwise else "dense"
+        return f"Mixing({form}, n={self.num_outputs}, b={self.batch_size}, device={self.device})"

@@ -1,0 +1,192 @@
+"""Input mixup (Zhang et al. 2018): λ ~ Beta(α, α), pairs from the same batch.
+
+``x̃ = λ x_i + (1 − λ) x_j``, ``ỹ = λ y_i + (1 − λ) y_j`` — the vicinal distribution of
+Zhang et al., eq. (2). As a :class:`~mixbook.mixing.Mixing` this is the pairwise form with
+``lam`` either one draw for the whole batch (as in the paper, torchvision and timm's batch
+mode) or one draw per example (timm's elem mode).
+
+Pairings (``partner[k]`` = the example output ``k`` is mixed with), all vectorised:
+
+* ``"random"``: a uniform random permutation of the batch (the paper's shuffled batch);
+* ``"flip"``: ``b − 1 − k`` (timm's pairing);
+* ``"roll"``: ``k − 1 mod b`` (torchvision's ``MixUp``: ``x.roll(1, 0)``);
+* ``"same_class"`` / ``"cross_class"``: a partner drawn uniformly and independently among the
+  *other* examples of the same / a different class. An example with no such partner in the
+  batch is paired with itself, so its output is the example unchanged.
+
+Everything is sampled on the batch's device from the optional generator: no host
+synchronisation, no Python loop over the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import _checks
+from .distributions import beta
+from .mixing import Mixing
+
+PAIRINGS = ("random", "flip", "roll", "same_class", "cross_class")
+
+
+def pair(
+    batch_size: int,
+    pairing: str = "random",
+    *,
+    y: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Partner indices ``(b,)`` (int64) for a pairing in :data:`PAIRINGS`.
+
+    ``y`` (integer labels ``(b,)``) is required for the class-aware pairings; its device is
+    then the device of the result.
+    """
+    b = _checks.positive_int("batch_size", batch_size)
+    pairing = _checks.choice("pairing", pairing, PAIRINGS)
+    if y is not None:
+        device = y.device
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    _checks.generator(generator, device)
+    if pairing == "random":
+        return torch.randperm(b, device=device, generator=generator)
+    if pairing == "flip":
+        return torch.arange(b - 1, -1, -1, device=device)
+    if pairing == "roll":
+        return torch.arange(b, device=device).roll(1)
+    if y is None:
+        raise TypeError(f"pairing={pairing!r} needs the integer labels y")
+    _checks.labels("y", y)
+    if y.shape[0] != b:
+        raise ValueError(f"y has batch size {y.shape[0]} but batch_size={b}")
+    return _class_partner(y, same=pairing == "same_class", generator=generator)
+
+
+def _class_partner(y: torch.Tensor, *, same: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform partner among the other examples of the same (``same``) or another class.
+
+    Sort the batch by label; in sorted order the class of position ``i`` occupies the run
+    ``[start_i, end_i)`` (found with ``searchsorted``, no host sync). Draw ``u ~ U[0, 1)`` and
+    index into the allowed positions: the ``c_i − 1`` others of the run, or the ``b − c_i``
+    positions outside it.
+    """
+    b = y.shape[0]
+    order = torch.argsort(y, stable=True)
+    ys = y[order]
+    start = torch.searchsorted(ys, ys, right=False)
+    end = torch.searchsorted(ys, ys, right=True)
+    count = end - start
+    pos = torch.arange(b, device=y.device)
+    u = torch.rand(b, device=y.device, generator=generator)
+    if same:
+        n_allowed = count - 1
+        r = (u * n_allowed).long().clamp_max_(torch.clamp(n_allowed - 1, min=0))
+        own = pos - start
+        chosen = start + r + (r >= own).long()  # skip yourself
+    else:
+        n_allowed = b - count
+        r = (u * n_allowed).long().clamp_max_(torch.clamp(n_allowed - 1, min=0))
+        chosen = torch.where(r < start, r, r + count)  # skip your own run
+    chosen = torch.where(n_allowed > 0, chosen, pos)
+    partner = torch.empty_like(order)
+    partner[order] = order[chosen]
+    return partner
+
+
+def sample(
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    alpha: float = 1.0,
+    per_sample: bool = False,
+    pairing: str = "random",
+    generator: torch.Generator | None = None,
+) -> Mixing:
+    """Sample a mixup :class:`~mixbook.mixing.Mixing` for the batch ``x``.
+
+    Args:
+        x: ``(b, *)`` batch (only its size and device are used).
+        y: ``(b,)`` integer labels; needed for ``"same_class"``/``"cross_class"`` pairing.
+        alpha: α > 0 of Beta(α, α). As α → 0, λ ∈ {0, 1} (no mixing); α = 1 is uniform.
+        per_sample: one λ per example instead of one per batch.
+        pairing: one of :data:`PAIRINGS`.
+        generator: optional ``torch.Generator`` on ``x``'s device.
+
+    Returns:
+        A pairwise mixing with ``lam`` of shape ``(b,)`` (float32) and ``partner`` ``(b,)``.
+    """
+    x = _checks.tensor("x", x)
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(x.shape)}")
+    alpha = _checks.positive_float("alpha", alpha)
+    if not isinstance(per_sample, bool):
+        raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
+    b = x.shape[0]
+    if y is not None:
+        _checks.tensor("y", y)
+        _checks.same_batch("y", y, b)
+        _checks.same_device("y", y, x.device)
+    _checks.generator(generator, x.device)
+    partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
+                   device=x.device, generator=generator)
+    lam = beta(alpha, alpha, (b if per_sample else 1,), device=x.device, generator=generator)
+    return Mixing(batch_size=b, partner=partner, lam=lam.expand(b))
+
+
+class MixUp(nn.Module):
+    """Batch transform ``(x, y) -> (mixed x, soft targets)``, like torchvision's ``v2.MixUp``.
+
+    Args:
+        alpha: α > 0 of Beta(α, α).
+        num_classes: number of classes of the integer labels.
+        per_sample: one λ per example (default: one per batch).
+        pairing: one of :data:`PAIRINGS` (default ``"random"``).
+        smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
+        generator: optional ``torch.Generator`` on the batches' device.
+
+    Example::
+
+        mix = MixUp(alpha=0.4, num_classes=10)
+        x_mix, y_soft = mix(x, y)
+        loss = mixbook.losses.soft_cross_entropy(model(x_mix), y_soft)
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        num_classes: int,
+        per_sample: bool = False,
+        pairing: str = "random",
+        smoothing: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.alpha = _checks.positive_float("alpha", alpha)
+        self.num_classes = _checks.num_classes(num_classes)
+        if not isinstance(per_sample, bool):
+            raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
+        self.per_sample = per_sample
+        self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
+        self.smoothing = _checks.unit_interval("smoothing", smoothing)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
+
+    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
+        """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
+        return sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
+                      pairing=self.pairing, generator=self.generator)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix ``x`` ``(b, *)`` float and integer labels ``y`` ``(b,)``; returns ``(b, *)`` and ``(b, C)``."""
+        x = _checks.batch("x", x)
+        _checks.labels("y", y, self.num_classes)
+        _checks.same_batch("y", y, x.shape[0])
+        m = self.sample(x, y)
+        return m.apply(x), m.targets(y, self.num_classes, self.smoothing)
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, num_classes={self.num_classes}, per_sample={self.per_sample}, "
+                f"pairing={self.pairing!r}, smoothing={self.smoothing}")
