@@ -1,0 +1,38 @@
+# mixbook: `make book` builds the rendered book, `make test` runs the whole test suite.
+# Both create .venv with pip on first use and install the pinned stack (-e .[book,test]);
+# a second run does not reinstall unless pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mixbook-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast book notebooks clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e '.[book,test]'
+	@touch $(STAMP)
+
+## The whole suite: unit, property, GPU (skipped without CUDA), notebooks and the book build.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Everything but the notebook tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not notebook" $(PYTEST_ARGS)
+
+## Execute every chapter with its default parameters and build _build/html.
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "Book: $(CURDIR)/_build/html/index.html"
+
+## Re-execute the chapters in place (the committed outputs), with their default parameters.
+notebooks: $(STAMP)
+	cd book && for nb in [0-9][0-9]_*.ipynb; do ../$(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
+
+clean:
+	rm -rf _build

@@ -1,0 +1,384 @@
+"""Data sets as in-memory tensors.
+
+Every loader returns a :class:`Split`: train and test inputs and labels as tensors (inputs
+``float32``, labels ``int64``), standardised with statistics of the *training* inputs only.
+Nothing here downloads anything:
+
+* :func:`two_moons` and :func:`digits` come from scikit-learn (generated / bundled);
+* :func:`cifar` and :func:`cifar_raw` read CIFAR-10/100 from a local directory in the
+  "python version" format of https://www.cs.toronto.edu/~kriz/cifar.html (the same files
+  torchvision uses), without torchvision's download or checksum logic.
+
+The sets are small enough to live on the GPU whole: ``split.to("cuda")`` and index batches
+from there, which is faster than a ``DataLoader`` for these sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import _checks
+
+__all__ = ["Split", "two_moons", "digits", "cifar", "cifar_raw"]
+
+
+# ---------------------------------------------------------------------- the Split value
+@dataclass(frozen=True, eq=False)
+class Split:
+    """A train/test split held as tensors.
+
+    Attributes:
+        x_train: ``(n_train, *input_shape)`` float32 inputs.
+        y_train: ``(n_train,)`` int64 labels in ``[0, num_classes)``.
+        x_test: ``(n_test, *input_shape)`` float32 inputs.
+        y_test: ``(n_test,)`` int64 labels in ``[0, num_classes)``.
+        num_classes: ``C``.
+        name: short name of the data set (``"two_moons"``, ``"digits"``, ``"cifar10"``, ...).
+        class_names: one name a class when known, else empty.
+
+    Only shapes and dtypes are checked at construction (free, no synchronisation).
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    name: str = "custom"
+    class_names: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        _checks.num_classes(self.num_classes)
+        for part in ("train", "test"):
+            x = _checks.tensor(f"x_{part}", getattr(self, f"x_{part}"))
+            y = _checks.labels(f"y_{part}", getattr(self, f"y_{part}"))
+            if not x.is_floating_point():
+                raise TypeError(f"x_{part} must be a floating-point tensor, got {x.dtype}")
+            if y.dtype != torch.int64:
+                raise TypeError(f"y_{part} must be int64, got {y.dtype}")
+            _checks.same_batch(f"y_{part}", y, x.shape[0] if x.ndim else -1)
+            if x.device != y.device:
+                raise ValueError(f"x_{part} is on {x.device} but y_{part} on {y.device}")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(
+                f"x_train and x_test must share the input shape, got {tuple(self.x_train.shape[1:])} "
+                f"and {tuple(self.x_test.shape[1:])}"
+            )
+        if self.x_train.device != self.x_test.device:
+            raise ValueError(f"x_train is on {self.x_train.device} but x_test on {self.x_test.device}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names must have num_classes={self.num_classes} entries, got {len(self.class_names)}"
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. ``(2,)`` or ``(3, 32, 32)``."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Split":
+        """The same split with every tensor moved to ``device`` (a new :class:`Split`)."""
+        return replace(
+            self,
+            x_train=self.x_train.to(device, non_blocking=non_blocking),
+            y_train=self.y_train.to(device, non_blocking=non_blocking),
+            x_test=self.x_test.to(device, non_blocking=non_blocking),
+            y_test=self.y_test.to(device, non_blocking=non_blocking),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Split({self.name!r}, train={tuple(self.x_train.shape)}, test={tuple(self.x_test.shape)}, "
+            f"num_classes={self.num_classes}, device={self.device})"
+        )
+
+
+# ---------------------------------------------------------------------- argument checks
+def _seed(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in [0, 2**32), got {type(value).__name__}")
+    if not 0 <= value < 2**32:
+        raise ValueError(f"{name} must be an int in [0, 2**32), got {value}")
+    return value
+
+
+def _non_negative_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number >= 0, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def _open_unit_interval(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number in (0, 1), got {type(value).__name__}")
+    value = float(value)
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    return value
+
+
+def _standardise(train: np.ndarray, test: np.ndarray, axis: int | tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x - mean) / std`` with mean and (population) std of ``train`` over ``axis``."""
+    mean = train.mean(axis=axis, keepdims=True, dtype=np.float64)
+    std = train.std(axis=axis, keepdims=True, dtype=np.float64)
+    return (train - mean) / std, (test - mean) / std
+
+
+# ---------------------------------------------------------------------- two moons
+def two_moons(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, seed: int = 0) -> Split:
+    """Two interleaving half-circles (scikit-learn ``make_moons``), standardised.
+
+    Train and test are drawn one after the other from one ``numpy.random.RandomState(seed)``,
+    so they are independent, and each is split evenly between the two moons (the outer moon
+    gets the extra point when the size is odd). Both are standardised per feature with the
+    mean and population standard deviation of the training set.
+
+    Args:
+        n_train: training points, ``>= 2`` (the standard deviation needs two).
+        n_test: test points, ``>= 1``.
+        noise: standard deviation of the Gaussian noise added to the points, ``>= 0``.
+        seed: ``int`` in ``[0, 2**32)``; the same seed gives the same split.
+
+    Returns:
+        :class:`Split` with ``x`` of shape ``(n, 2)`` float32, ``y`` of shape ``(n,)`` int64
+        in ``{0, 1}``, ``num_classes=2``.
+    """
+    from sklearn.datasets import make_moons
+
+    n_train = _checks.positive_int("n_train", n_train)
+    if n_train < 2:
+        raise ValueError(f"n_train must be an int >= 2 (the standardisation needs two points), got {n_train}")
+    n_test = _checks.positive_int("n_test", n_test)
+    noise = _non_negative_float("noise", noise)
+    seed = _seed("seed", seed)
+
+    rng = np.random.RandomState(seed)
+    x_tr, y_tr = make_moons(n_samples=n_train, noise=noise, random_state=rng)
+    x_te, y_te = make_moons(n_samples=n_test, noise=noise, random_state=rng)
+    x_tr, x_te = _standardise(x_tr, x_te, axis=0)
+    return Split(
+        x_train=torch.as_tensor(x_tr, dtype=torch.float32),
+        y_train=torch.as_tensor(y_tr, dtype=torch.int64),
+        x_test=torch.as_tensor(x_te, dtype=torch.float32),
+        y_test=torch.as_tensor(y_te, dtype=torch.int64),
+        num_classes=2,
+        name="two_moons",
+        class_names=("outer", "inner"),
+    )
+
+
+# ---------------------------------------------------------------------- digits
+def digits(test_size: float = 0.25, split_seed: int = 0) -> Split:
+    """The 8×8 handwritten digits bundled with scikit-learn (``load_digits``, 1797 images).
+
+    The split is fixed by ``split_seed`` and stratified by class
+    (``train_test_split(..., test_size=test_size, random_state=split_seed, stratify=y)``).
+    Pixels (0..16) are standardised with the *scalar* mean and population standard deviation
+    of all training pixels: a per-pixel standard deviation would be 0 at the always-blank
+    corners.
+
+    Args:
+        test_size: fraction of the images in the test set, in ``(0, 1)``; both sides must
+            keep at least one image a class (10 images).
+        split_seed: ``int`` in ``[0, 2**32)`` fixing the split.
+
+    Returns:
+        :class:`Split` with ``x`` of shape ``(n, 1, 8, 8)`` float32, ``y`` of shape ``(n,)``
+        int64 in ``[0, 10)``, ``num_classes=10``; ``n_test = ceil(test_size * 1797)``.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    test_size = _open_unit_interval("test_size", test_size)
+    split_seed = _seed("split_seed", split_seed)
+
+    bunch = load_digits()
+    x = bunch.data.reshape(-1, 1, 8, 8)
+    y = bunch.target
+    n, c = len(y), 10
+    n_test = math.ceil(test_size * n)
+    if n_test < c or n - n_test < c:
+        raise ValueError(
+            f"test_size={test_size} gives {n_test} test and {n - n_test} training images of {n}; "
+            f"a stratified split needs at least {c} on each side"
+        )
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, random_state=split_seed, stratify=y)
+    x_tr, x_te = _standardise(x_tr, x_te, axis=None)
+    return Split(
+        x_train=torch.as_tensor(x_tr, dtype=torch.float32),
+        y_train=torch.as_tensor(y_tr, dtype=torch.int64),
+        x_test=torch.as_tensor(x_te, dtype=torch.float32),
+        y_test=torch.as_tensor(y_te, dtype=torch.int64),
+        num_classes=c,
+        name="digits",
+        class_names=tuple(str(k) for k in range(c)),
+    )
+
+
+# ---------------------------------------------------------------------- CIFAR
+_CIFAR = {
+    # name: (directory, train files, test file, meta file, label key, names key, classes)
+    "cifar10": (
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+        "batches.meta",
+        b"labels",
+        b"label_names",
+        10,
+    ),
+    "cifar100": ("cifar-100-python", ("train",), "test", "meta", b"fine_labels", b"fine_label_names", 100),
+}
+_CIFAR_NAMES = tuple(_CIFAR)
+_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
+def _cifar_dir(root: object, name: str) -> Path:
+    """The directory holding the batch files (``root/<dir>`` or ``root`` itself)."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a str or os.PathLike, got {type(root).__name__}")
+    subdir, train_files, test_file, meta_file, *_ = _CIFAR[name]
+    expected = (*train_files, test_file, meta_file)
+    root = Path(root).expanduser().absolute()
+    nested = root / subdir
+    # root/<subdir> when it exists; root itself when it already holds the batch files.
+    if nested.is_dir() or not any((root / f).is_file() for f in expected):
+        folder = nested
+    else:
+        folder = root
+    missing = [f for f in expected if not (folder / f).is_file()]
+    if missing:
+        what = f"directory {folder} does not exist" if not folder.is_dir() else f"{folder} lacks {', '.join(missing)}"
+        raise FileNotFoundError(
+            f"{name} not found: {what}. Expected the files {', '.join(expected)} in {folder} "
+            f"(or directly in root={root}). mixbook never downloads data: download the "
+            f"'python version' of {name.upper().replace('CIFAR', 'CIFAR-')} from {_CIFAR_URL}, unpack "
+            f"it and pass the parent directory of {subdir} as root."
+        )
+    return folder
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        obj = pickle.load(fh, encoding="bytes")
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} is not a CIFAR batch (expected a pickled dict, got {type(obj).__name__})")
+    # The official files were written by Python 2 (byte-string keys); accept str keys too.
+    return {k.encode() if isinstance(k, str) else k: v for k, v in obj.items()}
+
+
+def _read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle(path)
+    if b"data" not in d or label_key not in d:
+        raise ValueError(f"{path} is not a CIFAR batch: it lacks the keys {b'data'!r} and/or {label_key!r}")
+    data = np.asarray(d[b"data"])
+    labels = np.asarray(d[label_key], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: data must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise ValueError(f"{path}: {len(labels)} labels for {data.shape[0]} images")
+    return data, labels
+
+
+def cifar_raw(root: str | os.PathLike, name: str = "cifar10", train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10/100 images as stored: ``uint8`` pixels and ``int64`` labels.
+
+    Reads the pickled batches of the "python version" (the format torchvision uses) from a
+    local directory. Each row of a batch's ``data`` holds 1024 red, then 1024 green, then
+    1024 blue values, each a row-major 32×32 plane; they are returned in CHW order. Use this
+    to keep the data as ``uint8`` on the GPU (4× smaller) and augment / normalise there.
+
+    Args:
+        root: the directory that contains ``cifar-10-batches-py`` (``cifar-100-python``), or
+            that directory itself. It must hold every file of the data set (train, test, meta).
+        name: ``"cifar10"`` or ``"cifar100"`` (fine labels).
+        train: the 50000 training images if true, else the 10000 test images.
+
+    Returns:
+        ``x``: ``(N, 3, 32, 32)`` uint8; ``y``: ``(N,)`` int64 in ``[0, num_classes)``.
+
+    Raises:
+        FileNotFoundError: the directory or one of its files is missing (nothing is downloaded).
+
+    Only load files you trust: like torchvision, this unpickles them.
+    """
+    name = _checks.choice("name", name, _CIFAR_NAMES)
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool, got {type(train).__name__}")
+    folder = _cifar_dir(root, name)
+    _, train_files, test_file, _, label_key, _, num_classes = _CIFAR[name]
+    parts = [_read_batch(folder / f, label_key) for f in (train_files if train else (test_file,))]
+    data = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+    labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{folder}: labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
+    x = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32))
+    return x, torch.from_numpy(labels)
+
+
+def cifar(root: str | os.PathLike, name: str = "cifar10") -> Split:
+    """CIFAR-10 or CIFAR-100 from a local directory, normalised per channel.
+
+    Pixels are scaled to ``[0, 1]`` and normalised with the per-channel mean and population
+    standard deviation of the *training* images (computed from the data, not hard-coded;
+    for CIFAR-10 about mean (0.491, 0.482, 0.447), std (0.247, 0.243, 0.262)). See
+    :func:`cifar_raw` for the accepted ``root`` forms and the file format.
+
+    Args:
+        root: directory containing ``cifar-10-batches-py`` / ``cifar-100-python``, or that
+            directory itself.
+        name: ``"cifar10"`` or ``"cifar100"`` (the 100 fine labels).
+
+    Returns:
+        :class:`Split` with ``x`` of shape ``(n, 3, 32, 32)`` float32 (50000 train, 10000
+        test), ``y`` of shape ``(n,)`` int64, ``num_classes`` 10 or 100, and the class names
+        from the meta file.
+
+    Raises:
+        FileNotFoundError: the directory or one of its files is missing; mixbook never
+            downloads (get the python version from https://www.cs.toronto.edu/~kriz/cifar.html).
+        ValueError: ``name`` is not ``"cifar10"`` or ``"cifar100"``.
+    """
+    name = _checks.choice("name", name, _CIFAR_NAMES)
+    folder = _cifar_dir(root, name)
+    *_, meta_file, _, names_key, num_classes = _CIFAR[name]
+    x_tr, y_tr = cifar_raw(folder, name, train=True)
+    x_te, y_te = cifar_raw(folder, name, train=False)
+
+    xs = []
+    mean = std = None
+    for raw in (x_tr, x_te):
+        x = raw.to(torch.float32).div_(255)
+        if mean is None:
+            var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
+            std = var.sqrt_()
+        xs.append(x.sub_(mean).div_(std))
+
+    meta = _unpickle(folder / meta_file)
+    names = meta.get(names_key, ())
+    class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    if len(class_names) != num_classes:
+        class_names = ()
+    return Split(
+        x_train=xs[0],
+        y_train=y_tr,
+        x_test=xs[1],
+        y_test=y_te,
+        num_classes=num_classes,
+        name=name,
+        class_names=class_names,
+    )

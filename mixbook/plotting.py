@@ -1,0 +1,87 @@
+"""Figures the chapters share: Beta densities, decision boundaries, reliability diagrams.
+
+Each function draws on a given matplotlib ``Axes`` (a new one if ``ax`` is None) and returns
+it; one idea a figure, axes labelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from scipy import stats
+from torch import nn
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots()
+    return ax
+
+
+def beta_densities(alphas: Iterable[float], ax: Axes | None = None, *, ymax: float = 4.0) -> Axes:
+    """Densities of Beta(α, α) on (0, 1), one curve per α."""
+    ax = _axes(ax)
+    lam = np.linspace(1e-3, 1 - 1e-3, 999)
+    for a in alphas:
+        ax.plot(lam, stats.beta(a, a).pdf(lam), label=f"α = {a:g}")
+    ax.set(xlabel="λ", ylabel="density", ylim=(0, ymax), title="Beta(α, α)")
+    ax.legend()
+    return ax
+
+
+@torch.no_grad()
+def decision_boundary(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ax: Axes | None = None,
+    *,
+    resolution: int = 200,
+    margin: float = 0.5,
+    title: str | None = None,
+) -> Axes:
+    """Filled contours of ``p(class 1 | x)`` of a two-class model over the plane, with the data.
+
+    Args:
+        model: maps ``(n, 2)`` to ``(n, 2)`` logits.
+        x: ``(n, 2)`` points; y: ``(n,)`` labels in {0, 1}.
+    """
+    ax = _axes(ax)
+    dev = next(model.parameters()).device
+    x_np, y_np = x.detach().cpu().numpy(), y.detach().cpu().numpy()
+    lo, hi = x_np.min(0) - margin, x_np.max(0) + margin
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = torch.tensor(np.stack([g0.ravel(), g1.ravel()], 1), dtype=torch.float32, device=dev)
+    was_training = model.training
+    model.eval()
+    p = torch.softmax(model(grid), 1)[:, 1].reshape(resolution, resolution).cpu().numpy()
+    model.train(was_training)
+    cs = ax.contourf(g0, g1, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.8)
+    ax.contour(g0, g1, p, levels=[0.5], colors="k", linewidths=1)
+    ax.scatter(x_np[:, 0], x_np[:, 1], c=y_np, cmap="RdBu_r", s=6, edgecolors="k", linewidths=0.2)
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
+    ax.figure.colorbar(cs, ax=ax, label="p(class 1)")
+    return ax
+
+
+def reliability_diagram(bins: Mapping[str, torch.Tensor], ax: Axes | None = None, *,
+                        label: str | None = None, **plot_kwargs) -> Axes:
+    """Accuracy against mean confidence per bin (from :func:`mixbook.metrics.reliability_bins`).
+
+    Empty bins are skipped; the diagonal is perfect calibration.
+    """
+    ax = _axes(ax)
+    conf = bins["confidence"].detach().cpu().numpy()
+    acc = bins["accuracy"].detach().cpu().numpy()
+    keep = bins["count"].detach().cpu().numpy() > 0
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax.plot(conf[keep], acc[keep], marker="o", label=label, **plot_kwargs)
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="Reliability")
+    if label is not None:
+        ax.legend()
+    return ax

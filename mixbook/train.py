@@ -1,0 +1,243 @@
+"""One training loop for every chapter: :func:`fit`, and the registry of training methods.
+
+A *method* turns a mini-batch into a loss. ERM is ``CE(f(x), y)``; every mixing method samples
+a :class:`~mixbook.mixing.Mixing`, applies it to the inputs (or, for manifold methods, to a
+hidden layer) and scores the outputs against the mixed targets. Chapters add methods with
+:func:`register`; :func:`fit` and :func:`repeat` take a registered name or an instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _checks, metrics, mixup
+from .data import Split
+from .losses import mixed_cross_entropy, soft_cross_entropy
+from .runtime import resolve_device
+
+
+class Method(Protocol):
+    """A training method: the loss of one mini-batch."""
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor: ...
+
+
+METHODS: dict[str, Callable[..., Method]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+    """Class decorator adding a method factory to :data:`METHODS` under ``name``."""
+    def deco(factory: Callable[..., Method]) -> Callable[..., Method]:
+        if name in METHODS:
+            raise ValueError(f"a method named {name!r} is already registered")
+        METHODS[name] = factory
+        return factory
+    return deco
+
+
+def make_method(name: str, **options: Any) -> Method:
+    """Instantiate the registered method ``name`` with ``options``."""
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {name!r}")
+    return METHODS[name](**options)
+
+
+@register("erm")
+class ERM:
+    """Empirical risk minimisation: ``CE(f(x), y)``."""
+
+    def loss(self, model, x, y, num_classes, generator):
+        return F.cross_entropy(model(x), y)
+
+    def __repr__(self) -> str:
+        return "ERM()"
+
+
+@register("mixup")
+class Mixup:
+    """Input mixup (Zhang et al. 2018) with :func:`mixbook.mixup.sample`.
+
+    Args:
+        alpha: α of Beta(α, α).
+        per_sample: one λ per example instead of per batch.
+        pairing: one of :data:`mixbook.mixup.PAIRINGS`.
+        loss: ``"soft"`` (soft-target CE on ``Mixing.targets``) or ``"mixed"`` (λ-weighted
+            integer-target CE); equal in value and gradient.
+    """
+
+    def __init__(self, alpha: float = 1.0, per_sample: bool = False, pairing: str = "random",
+                 loss: str = "mixed") -> None:
+        self.alpha = _checks.positive_float("alpha", alpha)
+        self.per_sample = per_sample
+        self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
+        self.loss_form = _checks.choice("loss", loss, ("soft", "mixed"))
+
+    def loss(self, model, x, y, num_classes, generator):
+        m = mixup.sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
+                         pairing=self.pairing, generator=generator)
+        logits = model(m.apply(x))
+        if self.loss_form == "mixed":
+            return mixed_cross_entropy(logits, y, y[m.partner], m.lam)
+        return soft_cross_entropy(logits, m.targets(y, num_classes))
+
+    def __repr__(self) -> str:
+        return f"Mixup(alpha={self.alpha}, per_sample={self.per_sample}, pairing={self.pairing!r})"
+
+
+@dataclass
+class History:
+    """Per-epoch record of a :func:`fit` run: one dict per epoch.
+
+    Keys: ``epoch``, ``train_loss``, ``seconds`` (training time of the epoch), and
+    ``accuracy``, ``nll``, ``ece`` on the test set when it is evaluated.
+    """
+
+    method: str
+    seed: int
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's record."""
+        return self.epochs[-1]
+
+    def frame(self):
+        """The history as a pandas DataFrame (one row an epoch)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs).assign(method=self.method, seed=self.seed)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits ``(n, C)`` of ``model`` on ``x`` ``(n, *)`` in eval mode, batched."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def fit(
+    model: nn.Module,
+    data: Split,
+    method: str | Method = "erm",
+    *,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    eval_every: int = 1,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` on ``data`` with ``method`` (AdamW, cosine learning-rate schedule).
+
+    The data order and every mixing draw come from one ``torch.Generator`` seeded with
+    ``seed`` on the training device, so a run is deterministic for a seed (given the same
+    model initialisation: seed torch before building the model, or use :func:`repeat`).
+
+    Args:
+        model: any ``nn.Module`` mapping ``(b, *)`` inputs to ``(b, C)`` logits; moved to
+            ``device`` in place.
+        data: a :class:`mixbook.data.Split`.
+        method: a registered name (see :data:`METHODS`) or a :class:`Method` instance.
+        epochs, batch_size, lr, weight_decay: the usual.
+        seed: seed of the data order and of the mixing.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``…
+        eval_every: evaluate on the test set every this many epochs (and after the last).
+        progress: show a tqdm progress bar over epochs.
+
+    Returns:
+        A :class:`History`.
+    """
+    if not isinstance(data, Split):
+        raise TypeError(f"data must be a mixbook.data.Split, got {type(data).__name__}")
+    method_obj = make_method(method) if isinstance(method, str) else method
+    if not callable(getattr(method_obj, "loss", None)):
+        raise TypeError(f"method must be a registered name or have a .loss(...) method, got {method!r}")
+    epochs = _checks.positive_int("epochs", epochs)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    lr = _checks.positive_float("lr", lr)
+    eval_every = _checks.positive_int("eval_every", eval_every)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+
+    dev = resolve_device(device)
+    data = data.to(dev)
+    model.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n = data.x_train.shape[0]
+    steps_per_epoch = -(-n // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    history = History(method=repr(method_obj), seed=seed)
+
+    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        start = time.perf_counter()
+        total = torch.zeros((), device=dev)
+        order = torch.randperm(n, device=dev, generator=gen)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            loss = method_obj.loss(model, data.x_train[idx], data.y_train[idx], data.num_classes, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * idx.shape[0]
+        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / n,
+                                    "seconds": time.perf_counter() - start}
+        if epoch % eval_every == 0 or epoch == epochs:
+            record.update(metrics.evaluate(predict(model, data.x_test), data.y_test))
+        history.epochs.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    return history
+
+
+def repeat(
+    model_fn: Callable[[], nn.Module],
+    data: Split,
+    methods: Mapping[str, str | Method],
+    seeds: Iterable[int],
+    **fit_kwargs: Any,
+):
+    """Train a fresh model per (method, seed) and collect the final test metrics.
+
+    The model is built by ``model_fn()`` right after ``torch.manual_seed(seed)``, so all
+    methods start from the same initialisation for a given seed.
+
+    Returns:
+        A pandas DataFrame with one row per (method, seed): ``method`` (the mapping's key),
+        ``seed``, ``accuracy``, ``nll``, ``ece``, ``train_loss`` and ``seconds_per_epoch``.
+    """
+    import pandas as pd
+
+    rows = []
+    for seed in seeds:
+        for label, method in methods.items():
+            torch.manual_seed(seed)
+            model = model_fn()
+            hist = fit(model, data, method, seed=seed, **fit_kwargs)
+            final = {k: v for k, v in hist.final.items() if k not in ("epoch", "seconds")}
+            secs = sum(e["seconds"] for e in hist.epochs) / len(hist.epochs)
+            rows.append({"method": label, "seed": seed, **final, "seconds_per_epoch": secs})
+    return pd.DataFrame(rows)
+
+
+def summarize(results, metrics_: Iterable[str] = ("accuracy", "nll", "ece")):
+    """Mean and standard deviation over seeds per method of a :func:`repeat` frame."""
+    cols = list(metrics_)
+    return results.groupby("method", sort=False)[cols].agg(["mean", "std"])
