@@ -1,1 +1,35 @@
-"""mixbook: mixup and its descendants as one operation, a row-stochastic mixing matrix."""
+"""mixbook: mixup and its descendants as one operation, a row-stochastic mixing matrix.
+
+Every method produces ``n`` new examples as convex combinations of the ``b`` examples of a
+batch, ``X_new = W @ X`` and ``Y_new = W @ Y``. :class:`Mixing` is that ``W``; each method is
+a sampler of it.
+
+Public names::
+
+    Mixing                          the mixing value (pairwise or dense)
+    MixUp, mixup.sample             input mixup (Zhang et al. 2018)
+    soft_cross_entropy, mixed_cross_entropy, one_hot
+    fit, repeat                     the training loop every chapter uses
+    setup                           seeds, device, plot style
+    set_value_checks                when tensor values are checked (CPU only by default)
+
+Modules: mixing, distributions, mixup, losses, metrics, data, models, train, plotting,
+notebook, runtime.
+"""
+
+from . import data, distributions, losses, metrics, mixing, mixup, models, notebook, plotting, runtime, train
+from ._checks import set_value_checks, value_checks
+from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
+from .mixing import Mixing
+from .mixup import MixUp
+from .runtime import resolve_device, setup
+from .train import fit, repeat
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Mixing", "MixUp", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
+    "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
+    "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
+    "plotting", "runtime", "train",
+]

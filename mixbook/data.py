@@ -143,8 +143,8 @@ def two_moons(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, seed:
     """Two interleaving half-circles (scikit-learn ``make_moons``), standardised.
 
     Train and test are drawn one after the other from one ``numpy.random.RandomState(seed)``,
-    so they are independent, and each is split evenly between the two moons (the outer moon
-    gets the extra point when the size is odd). Both are standardised per feature with the
+    so they are independent, and each is split evenly between the two moons (the inner moon,
+    label 1, gets the extra point when the size is odd). Both are standardised per feature with the
     mean and population standard deviation of the training set.
 
     Args:

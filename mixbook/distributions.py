@@ -22,6 +22,17 @@ import torch
 from . import _checks
 
 
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype samples are drawn in: ``dtype``, or float32 for fp16/bf16.
+
+    CPU Gamma sampling has no fp16/bf16 kernel, and the smallest normal fp16 (6e-5) would
+    clamp ``U`` far too early for the small-α boost; the result is cast back to ``dtype``.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    return torch.float32 if torch.finfo(dtype).bits < 32 else dtype
+
+
 def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """``log`` of Gamma(concentration, 1) samples, one per element; same shape, dtype, device.
 
@@ -53,9 +64,14 @@ def beta(
     b = _checks.positive_float("b", b)
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
-    conc = torch.tensor([a, b], device=device, dtype=dtype).expand(*shape, 2)
-    lg = log_gamma(conc.contiguous(), generator)
-    return torch.sigmoid(lg[..., 0] - lg[..., 1])
+    work = _work_dtype(dtype)
+    # Filled on the device: ``torch.tensor([a, b], device=...)`` would be a blocking
+    # host-to-device copy, i.e. a synchronisation on CUDA.
+    conc = torch.empty((*shape, 2), device=device, dtype=work)
+    conc.select(-1, 0).fill_(a)
+    conc.select(-1, 1).fill_(b)
+    lg = log_gamma(conc, generator)
+    return torch.sigmoid(lg[..., 0] - lg[..., 1]).to(dtype)
 
 
 def dirichlet(
@@ -74,5 +90,5 @@ def dirichlet(
     alpha = _checks.positive_float("alpha", alpha)
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
-    conc = torch.full(tuple(shape), alpha, device=device, dtype=dtype)
-    return torch.softmax(log_gamma(conc, generator), dim=-1)
+    conc = torch.full(tuple(shape), alpha, device=device, dtype=_work_dtype(dtype))
+    return torch.softmax(log_gamma(conc, generator), dim=-1).to(dtype)

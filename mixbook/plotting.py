@@ -34,6 +34,21 @@ def beta_densities(alphas: Iterable[float], ax: Axes | None = None, *, ymax: flo
     return ax
 
 
+def plane_grid(x: torch.Tensor, resolution: int = 200, margin: float = 0.5) -> torch.Tensor:
+    """A ``(resolution², 2)`` grid of points covering the bounding box of ``x`` ``(n, 2)`` plus ``margin``.
+
+    Row-major: reshape a per-point quantity to ``(resolution, resolution)`` to draw it, with
+    the first coordinate varying along the columns. Same dtype and device as ``x``.
+    """
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"x must have shape (n, 2), got {tuple(x.shape)}")
+    lo = x.min(0).values - margin
+    hi = x.max(0).values + margin
+    t = torch.linspace(0, 1, resolution, dtype=x.dtype, device=x.device)
+    g1, g0 = torch.meshgrid(lo[1] + t * (hi[1] - lo[1]), lo[0] + t * (hi[0] - lo[0]), indexing="ij")
+    return torch.stack([g0.reshape(-1), g1.reshape(-1)], dim=1)
+
+
 @torch.no_grad()
 def decision_boundary(
     model: nn.Module,
@@ -54,9 +69,8 @@ def decision_boundary(
     ax = _axes(ax)
     dev = next(model.parameters()).device
     x_np, y_np = x.detach().cpu().numpy(), y.detach().cpu().numpy()
-    lo, hi = x_np.min(0) - margin, x_np.max(0) + margin
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
-    grid = torch.tensor(np.stack([g0.ravel(), g1.ravel()], 1), dtype=torch.float32, device=dev)
+    grid = plane_grid(x.detach().float().to(dev), resolution, margin)
+    g0, g1 = (grid[:, i].reshape(resolution, resolution).cpu().numpy() for i in (0, 1))
     was_training = model.training
     model.eval()
     p = torch.softmax(model(grid), 1)[:, 1].reshape(resolution, resolution).cpu().numpy()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import _checks, metrics, mixup
 from .data import Split
@@ -212,6 +212,8 @@ def repeat(
     data: Split,
     methods: Mapping[str, str | Method],
     seeds: Iterable[int],
+    *,
+    return_models: bool = False,
     **fit_kwargs: Any,
 ):
     """Train a fresh model per (method, seed) and collect the final test metrics.
@@ -221,11 +223,12 @@ def repeat(
 
     Returns:
         A pandas DataFrame with one row per (method, seed): ``method`` (the mapping's key),
-        ``seed``, ``accuracy``, ``nll``, ``ece``, ``train_loss`` and ``seconds_per_epoch``.
+        ``seed``, ``accuracy``, ``nll``, ``ece``, ``train_loss`` and ``seconds_per_epoch``;
+        with ``return_models``, also a dict ``{(method, seed): trained model}``.
     """
     import pandas as pd
 
-    rows = []
+    rows, models = [], {}
     for seed in seeds:
         for label, method in methods.items():
             torch.manual_seed(seed)
@@ -234,10 +237,25 @@ def repeat(
             final = {k: v for k, v in hist.final.items() if k not in ("epoch", "seconds")}
             secs = sum(e["seconds"] for e in hist.epochs) / len(hist.epochs)
             rows.append({"method": label, "seed": seed, **final, "seconds_per_epoch": secs})
-    return pd.DataFrame(rows)
+            if return_models:
+                models[label, seed] = model
+    frame = pd.DataFrame(rows)
+    return (frame, models) if return_models else frame
 
 
-def summarize(results, metrics_: Iterable[str] = ("accuracy", "nll", "ece")):
-    """Mean and standard deviation over seeds per method of a :func:`repeat` frame."""
-    cols = list(metrics_)
-    return results.groupby("method", sort=False)[cols].agg(["mean", "std"])
+def summarize(results, columns: Iterable[str] = ("accuracy", "nll", "ece"), *, as_text: bool = False,
+              digits: int = 3):
+    """Mean and standard deviation over seeds per method of a :func:`repeat`-like frame.
+
+    Returns a DataFrame indexed by method: with ``as_text``, one ``"mean ± std"`` string per
+    column (rounded to ``digits``); otherwise ``(column, "mean"|"std")`` numeric columns.
+    """
+    cols = list(columns)
+    stats = results.groupby("method", sort=False)[cols].agg(["mean", "std"])
+    if not as_text:
+        return stats
+    out = stats.xs("mean", axis=1, level=1).copy().astype(object)
+    for c in cols:
+        out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(stats[c, "mean"], stats[c, "std"].fillna(0.0))]
+    out.columns.name = f"mean ± std over {results.groupby('method').size().max()} seeds"
+    return out

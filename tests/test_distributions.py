@@ -1,0 +1,169 @@
+"""Beta and Dirichlet sampling: moments, KS tests, small α, dtypes, bad input.
+
+Moments are compared with 4 standard errors: for the sample mean ``sqrt(σ²/n)``, for the
+(unbiased) sample variance ``sqrt((μ4 − σ⁴)/n)`` with the theoretical fourth central moment
+``μ4 = (excess kurtosis + 3) σ⁴`` of the Beta distribution (from scipy.stats). Seeds are
+fixed, so the outcome is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from mixbook import distributions as D
+from mixbook import mixup
+
+N = 200_000
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_beta_moments(sample: torch.Tensor, a: float, b: float, k: float = 4.0) -> None:
+    s = sample.double().flatten()
+    n = s.numel()
+    assert not bool(s.isnan().any())
+    mean, var, _, kurt = (float(v) for v in stats.beta.stats(a, b, moments="mvsk"))
+    mu4 = (kurt + 3.0) * var**2
+    se_mean = math.sqrt(var / n)
+    se_var = math.sqrt((mu4 - var**2) / n)
+    m, v = float(s.mean()), float(s.var())
+    assert abs(m - mean) < k * se_mean, f"Beta({a}, {b}) mean {m:.5f} vs {mean:.5f} (SE {se_mean:.2g})"
+    assert abs(v - var) < k * se_var, f"Beta({a}, {b}) variance {v:.5f} vs {var:.5f} (SE {se_var:.2g})"
+
+
+def test_beta_moment_formula():
+    """The closed forms of the brief agree with scipy (guards the helper itself)."""
+    for alpha in (0.1, 0.4, 1.0, 4.0):
+        mean, var = (float(v) for v in stats.beta.stats(alpha, alpha, moments="mv"))
+        assert math.isclose(mean, 0.5) and math.isclose(var, 1 / (4 * (2 * alpha + 1)))
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.4, 1.0, 4.0])
+def test_mixup_per_sample_lambda_is_beta(alpha):
+    x = torch.empty(N, 1)
+    m = mixup.sample(x, alpha=alpha, per_sample=True, pairing="flip", generator=_gen(int(alpha * 100)))
+    assert_beta_moments(m.lam, alpha, alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.4, 1.0, 4.0])
+def test_symmetric_beta_moments(alpha):
+    assert_beta_moments(D.beta(alpha, alpha, (N,), generator=_gen(7)), alpha, alpha)
+
+
+def test_batch_lambda_is_beta():
+    """One λ per batch: across batches it is Beta(α, α) too."""
+    x = torch.empty(2, 1)
+    g = _gen(8)
+    lams = torch.stack([mixup.sample(x, alpha=0.4, generator=g).lam[0] for _ in range(4000)])
+    assert_beta_moments(lams, 0.4, 0.4)
+
+
+@pytest.mark.parametrize("a, b", [(1.4, 0.4), (0.4, 1.4), (2.0, 5.0), (0.05, 3.0)])
+def test_asymmetric_beta_moments(a, b):
+    assert_beta_moments(D.beta(a, b, (N,), generator=_gen(9)), a, b)
+
+
+@pytest.mark.parametrize("a, b", [(0.4, 0.4), (4.0, 4.0), (1.4, 0.4)])
+def test_beta_ks(a, b):
+    s = D.beta(a, b, (50_000,), dtype=torch.float64, generator=_gen(10)).numpy()
+    assert stats.kstest(s, stats.beta(a, b).cdf).pvalue > 1e-3
+    # ... and the test has power: the swapped parameters are rejected.
+    if a != b:
+        assert stats.kstest(s, stats.beta(b, a).cdf).pvalue < 1e-6
+
+
+def test_small_alpha():
+    s = D.beta(0.01, 0.01, (N,), generator=_gen(11))
+    assert not bool(s.isnan().any()) and bool(((s >= 0) & (s <= 1)).all())
+    below = float((s < 0.5).double().mean())
+    assert abs(below - 0.5) < 4 * math.sqrt(0.25 / N)
+    # Beta(α, α) → Bernoulli(½) as α → 0: nearly all the mass at the two ends.
+    edge = float(((s < 1e-6) | (s > 1 - 1e-6)).double().mean())
+    p_edge = 2 * float(stats.beta(0.01, 0.01).cdf(1e-6))
+    assert abs(edge - p_edge) < 4 * math.sqrt(p_edge * (1 - p_edge) / N)
+    m = mixup.sample(torch.empty(N, 1), alpha=0.01, per_sample=True, pairing="flip", generator=_gen(12))
+    assert not bool(m.lam.isnan().any())
+    assert abs(float((m.lam < 0.5).double().mean()) - 0.5) < 4 * math.sqrt(0.25 / N)
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 0.01])
+def test_tiny_alpha_dirichlet_has_no_nan(alpha):
+    s = D.dirichlet(alpha, (20_000, 4), generator=_gen(13))
+    assert not bool(s.isnan().any()) and bool((s >= 0).all())
+    torch.testing.assert_close(s.sum(-1), torch.ones(20_000), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("alpha, k", [(0.3, 3), (2.0, 3), (1.0, 5)])
+def test_dirichlet_moments(alpha, k):
+    """Each coordinate of Dirichlet(α, …, α) is Beta(α, (K − 1) α): mean α / Σα = 1/K."""
+    s = D.dirichlet(alpha, (N // k, k), generator=_gen(14))
+    assert s.shape == (N // k, k)
+    assert bool((s >= 0).all())
+    torch.testing.assert_close(s.double().sum(-1), torch.ones(N // k, dtype=torch.float64), atol=1e-5, rtol=0)
+    for j in range(k):
+        assert_beta_moments(s[:, j], alpha, (k - 1) * alpha)
+    # Coordinates of a Dirichlet are negatively correlated: Cov = −α² / (A² (A + 1)), A = Kα.
+    big = float(k * alpha)
+    cov = float(torch.cov(s[:, :2].double().T)[0, 1])
+    assert cov < 0 and math.isclose(cov, -(alpha**2) / (big**2 * (big + 1)), rel_tol=0.1)
+
+
+@pytest.mark.parametrize("a", [0.05, 0.5, 3.0])
+def test_log_gamma(a):
+    conc = torch.full((N,), a, dtype=torch.float64)
+    lg = D.log_gamma(conc, generator=_gen(15))
+    assert lg.shape == conc.shape and lg.dtype == torch.float64
+    assert bool(torch.isfinite(lg).all())
+    g = lg.exp()
+    # Gamma(a, 1): mean a, variance a, fourth central moment 3a² + 6a.
+    assert abs(float(g.mean()) - a) < 4 * math.sqrt(a / N)
+    assert abs(float(g.var()) - a) < 4 * math.sqrt((3 * a**2 + 6 * a - a**2) / N)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtype_shape_device(dtype):
+    s = D.beta(0.5, 2.0, (3, 4), dtype=dtype, generator=_gen(1))
+    assert s.shape == (3, 4) and s.dtype == dtype and s.device.type == "cpu"
+    assert bool(((s >= 0) & (s <= 1)).all())
+    d = D.dirichlet(0.5, (3, 4), dtype=dtype, generator=_gen(1))
+    assert d.shape == (3, 4) and d.dtype == dtype
+    torch.testing.assert_close(d.double().sum(-1), torch.ones(3, dtype=torch.float64),
+                               atol=4 * torch.finfo(dtype).eps, rtol=0)
+    assert D.beta(1.0, 1.0, (), dtype=dtype).shape == ()
+
+
+def test_seeds():
+    assert torch.equal(D.beta(0.4, 0.4, (100,), generator=_gen(3)), D.beta(0.4, 0.4, (100,), generator=_gen(3)))
+    assert not torch.equal(D.beta(0.4, 0.4, (100,), generator=_gen(3)), D.beta(0.4, 0.4, (100,), generator=_gen(4)))
+    assert torch.equal(D.dirichlet(2.0, (5, 3), generator=_gen(3)), D.dirichlet(2.0, (5, 3), generator=_gen(3)))
+
+
+@pytest.mark.parametrize("value, exc", [(0.0, ValueError), (-0.5, ValueError), (float("nan"), ValueError),
+                                        (float("inf"), ValueError), (True, TypeError), ("1", TypeError)])
+def test_bad_parameters(value, exc):
+    with pytest.raises(exc, match=r"^a must"):
+        D.beta(value, 1.0, (3,))
+    with pytest.raises(exc, match=r"^b must"):
+        D.beta(1.0, value, (3,))
+    with pytest.raises(exc, match=r"^alpha must"):
+        D.dirichlet(value, (3, 2))
+
+
+def test_bad_generator_and_dtype():
+    with pytest.raises(ValueError, match="generator is on cpu but the batch is on meta"):
+        D.beta(1.0, 1.0, (3,), device="meta", generator=torch.Generator())
+    with pytest.raises(ValueError, match="generator is on cpu"):
+        D.dirichlet(1.0, (3, 2), device="meta", generator=torch.Generator())
+    with pytest.raises(TypeError, match="generator"):
+        D.beta(1.0, 1.0, (3,), generator="cpu")
+    with pytest.raises(TypeError, match="dtype"):
+        D.beta(1.0, 1.0, (3,), dtype=torch.int64)
+    with pytest.raises(TypeError, match="dtype"):
+        D.dirichlet(1.0, (3, 2), dtype=torch.int32)

@@ -1,0 +1,150 @@
+"""The chapters: structure, smoke runs with papermill, nbval over the committed outputs, book build.
+
+Marked ``notebook``: ``make test-fast`` (pytest -m "not notebook") skips them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z0-9_]+)")
+
+pytestmark = pytest.mark.notebook
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    src = cell["source"]
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _parameters(path: Path) -> dict[str, object]:
+    """The literal values of the cell tagged ``parameters``."""
+    cells = [c for c in _cells(path) if c["cell_type"] == "code" and "parameters" in c["metadata"].get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: expected exactly one cell tagged 'parameters', found {len(cells)}"
+    values = {}
+    for node in ast.parse(_source(cells[0])).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+            f"{path.name}: the parameters cell may only hold `name = literal` lines, got {ast.unparse(node)!r}"
+        values[node.targets[0].id] = ast.literal_eval(node.value)  # raises on a non-literal
+    return values
+
+
+def _toc_files() -> set[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = {toc["root"]}
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.add(e["file"])
+            walk(e.get("sections"))
+            for part in e.get("parts", []) if isinstance(e, dict) else []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    return files
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapter notebooks found in book/"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_structure(path: Path):
+    assert f"book/{path.stem}" in _toc_files(), f"{path.name} is not listed in _toc.yml"
+    params = _parameters(path)
+    assert {"device", "seed"} <= set(params), f"{path.name}: parameters must include device and seed"
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
+    assert "import mixbook" in _source(code[0]) and "mixbook.setup(" in _source(code[0]), \
+        "the first code cell imports mixbook and calls mixbook.setup"
+    assert "parameters" in code[1]["metadata"].get("tags", []), "the second code cell is the parameters cell"
+    assert "check_parameters(" in _source(code[2]), "the third code cell checks the parameters"
+    assert any("# NBVAL_CHECK_OUTPUT" in _source(c) for c in code), "no check cell marked # NBVAL_CHECK_OUTPUT"
+    assert all(c.get("execution_count") is not None for c in code if _source(c).strip()), \
+        f"{path.name} must be committed with the outputs of a full run"
+    for c in code:
+        if "# NBVAL_CHECK_OUTPUT" in _source(c):
+            text = "".join("".join(o.get("text", "")) for o in c.get("outputs", []))
+            assert re.search(r": (True|False)$", text, re.M), f"check cell prints no True/False verdict:\n{_source(c)}"
+    for profile in ("smoke", "full"):
+        f = BOOK / "params" / path.stem / f"{profile}.yaml"
+        assert f.exists(), f"missing {f.relative_to(ROOT)}"
+        unknown = set(yaml.safe_load(f.read_text()) or {}) - set(params)
+        assert not unknown, f"{f.relative_to(ROOT)} sets unknown parameters {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_unknown_parameter_fails_early(path: Path, tmp_path: Path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match="unknown parameter"):
+        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters={"no_such_parameter": 1},
+                            cwd=str(BOOK), kernel_name="python3", progress_bar=False)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_papermill_smoke(path: Path, tmp_path: Path):
+    """Run the chapter with its smoke parameters; every value the prose refers to is glued."""
+    import papermill as pm
+
+    params = yaml.safe_load((BOOK / "params" / path.stem / "smoke.yaml").read_text())
+    out = tmp_path / path.name
+    pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(BOOK), kernel_name="python3",
+                        progress_bar=False)
+    cells = _cells(out)
+    referenced = {k for c in cells if c["cell_type"] == "markdown" for k in GLUE_REF.findall(_source(c))}
+    glued = {
+        o["metadata"]["scrapbook"]["name"]
+        for c in cells if c["cell_type"] == "code"
+        for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})
+    }
+    assert referenced, f"{path.name} glues no result into its prose"
+    assert referenced <= glued, f"referenced but not glued: {sorted(referenced - glued)}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_nbval(path: Path):
+    """Re-execute with default parameters; nbval compares the check cells' outputs."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", str(path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+
+def test_book_builds_from_committed_outputs(tmp_path: Path):
+    """jupyter-book build with execution off, warnings as errors, nitpicky."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    cfg = tmp_path / "_config.yml"
+    cfg.write_text(yaml.safe_dump(config, allow_unicode=True))
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    proc = subprocess.run(
+        [jb, "build", str(ROOT), "--config", str(cfg), "--path-output", str(tmp_path), "-W", "-n", "--keep-going"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "book" / "intro.html").exists() or (html / "index.html").exists()
+    for path in CHAPTERS:
+        page = html / "book" / f"{path.stem}.html"
+        assert page.exists(), f"{page} was not built"
+        assert "{glue" not in page.read_text(), f"{page.name} shows an unresolved glue role"
