@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 from hypothesis import HealthCheck, settings
 
 from mixbook import _checks
@@ -36,9 +35,3 @@ def _restore_value_checks():
     old = _checks.set_value_checks("auto")
     yield
     _checks.set_value_checks(old)
-
-
-@pytest.fixture
-def gen() -> torch.Generator:
-    """A seeded CPU generator (a fresh one per test)."""
-    return torch.Generator().manual_seed(20240601)

@@ -236,3 +236,27 @@ def test_wrong_devices():
         m.apply(x)
     with pytest.raises(ValueError, match="lam is on"):
         Mixing.pairwise(torch.tensor([1, 0], device="cuda"), torch.tensor([0.5, 0.5]))
+
+
+# ---------------------------------------------------------------------- memory
+@pytest.mark.parametrize("form", ["pairwise", "dense"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_apply_allocates_only_its_output(form, dtype):
+    """No hidden batch-sized copies (``x[perm]``, ``roll``, an upcast x) besides the output."""
+    b = 256
+    x = torch.randn(b, 3, 64, 64, device="cuda", generator=cuda_gen(10)).to(dtype)
+    if form == "pairwise":
+        m = mixup.sample(x, alpha=1.0, per_sample=True, generator=cuda_gen(11))
+    else:
+        m = Mixing.from_dense(torch.softmax(torch.randn(b, b, device="cuda", generator=cuda_gen(12)), 1))
+    del_me = m.apply(x)  # warm-up: cuBLAS workspace and kernels are allocated once, outside the measure
+    del del_me
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    out = m.apply(x)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    out_bytes = out.numel() * out.element_size()
+    slack = 1 << 20  # λ in x's dtype, the (n, b) weights in x's dtype, allocator rounding
+    assert extra <= out_bytes + slack, f"apply used {extra} bytes at peak for a {out_bytes}-byte output"
