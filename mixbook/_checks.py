@@ -117,7 +117,7 @@ def same_batch(name: str, x: torch.Tensor, batch_size: int) -> None:
 
 def same_device(name: str, x: torch.Tensor, device: torch.device) -> None:
     if x.device != device:
-        raise ValueError(f"{name} is on {x.device} but the mixing lives on {device}; move one of them")
+        raise ValueError(f"{name} is on {x.device} but expected {device} (where the mixing / logits live); move one of them")
 
 
 def generator(gen: object, device: torch.device) -> torch.Generator | None:

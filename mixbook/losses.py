@@ -65,6 +65,7 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: st
         raise TypeError(f"target must hold soft targets (floating point), got {target.dtype}; use F.cross_entropy for labels")
     _checks.soft_targets("target", target)
     logits = _check_logits(logits, target.shape[0])
+    _checks.same_device("target", target, logits.device)
     if target.shape != logits.shape:
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
     return F.cross_entropy(logits, target.to(logits.dtype), reduction=reduction)
@@ -97,11 +98,17 @@ def mixed_cross_entropy(
     b, c = logits.shape
     for name, t in (("y", y), ("y_partner", y_partner)):
         _checks.labels(name, t, c)
+        _checks.same_device(name, t, logits.device)
         if t.shape[0] != b:
             raise ValueError(f"{name} has batch size {t.shape[0]} but logits have {b}")
     if isinstance(lam, torch.Tensor):
+        if not lam.is_floating_point():
+            raise TypeError(f"lam must be a floating-point tensor, got {lam.dtype}")
         if lam.shape not in ((b,), ()):
             raise ValueError(f"lam must be a float or have shape ({b},), got {tuple(lam.shape)}")
+        _checks.same_device("lam", lam, logits.device)
+        if _checks.check_values(lam) and not bool(((lam >= 0) & (lam <= 1)).all()):
+            raise ValueError("lam must lie in [0, 1]")
         lam = lam.to(logits.dtype)
     else:
         lam = _checks.unit_interval("lam", lam, include_one=True)

@@ -114,7 +114,8 @@ def sample(
         generator: optional ``torch.Generator`` on ``x``'s device.
 
     Returns:
-        A pairwise mixing with ``lam`` of shape ``(b,)`` (float32) and ``partner`` ``(b,)``.
+        A pairwise mixing with ``lam`` of shape ``(b,)`` (float64 for float64 ``x``, else
+        float32) and ``partner`` ``(b,)``.
     """
     x = _checks.tensor("x", x)
     if x.ndim < 1 or x.shape[0] == 0:
@@ -130,7 +131,8 @@ def sample(
     _checks.generator(generator, x.device)
     partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
                    device=x.device, generator=generator)
-    lam = beta(alpha, alpha, (b if per_sample else 1,), device=x.device, generator=generator)
+    lam_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    lam = beta(alpha, alpha, (b if per_sample else 1,), device=x.device, dtype=lam_dtype, generator=generator)
     return Mixing(batch_size=b, partner=partner, lam=lam.expand(b))
 
 

@@ -187,3 +187,21 @@ def test_mixed_cross_entropy_bad_arguments():
         losses.mixed_cross_entropy(logits, y.float(), y, 0.5)
     with pytest.raises(TypeError, match="logits must be a floating-point"):
         losses.mixed_cross_entropy(logits.long(), y, y, 0.5)
+
+
+def test_mixed_cross_entropy_rejects_bad_lam():
+    logits = torch.randn(4, 3)
+    y = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="lam"):
+        losses.mixed_cross_entropy(logits, y, y.flip(0), torch.tensor([0.5, 1.5, 0.2, 0.1]))
+    with pytest.raises(TypeError, match="lam"):
+        losses.mixed_cross_entropy(logits, y, y.flip(0), torch.tensor([0, 1, 1, 0]))
+    with pytest.raises(ValueError, match="lam"):
+        losses.mixed_cross_entropy(logits, y, y.flip(0), torch.rand(3))
+
+
+def test_losses_reject_targets_on_another_device():
+    logits = torch.randn(4, 3)
+    target = torch.full((4, 3), 1 / 3, device="meta")
+    with pytest.raises(ValueError, match="target"):
+        losses.soft_cross_entropy(logits, target)

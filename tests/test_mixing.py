@@ -113,7 +113,7 @@ def test_mixup_sample_is_a_valid_mixing(seed, b, features, dtype, scale, alpha, 
 
     assert m.is_pairwise and m.num_outputs == b == m.batch_size
     assert m.partner.dtype == torch.int64 and m.partner.shape == (b,)
-    assert m.lam.shape == (b,) and m.lam.dtype == torch.float32
+    assert m.lam.shape == (b,) and m.lam.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert bool(((m.lam >= 0) & (m.lam <= 1)).all()) and not bool(m.lam.isnan().any())
     if not per_sample:
         assert bool((m.lam == m.lam[0]).all()), "batch mode must use one λ for the whole batch"

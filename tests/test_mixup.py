@@ -84,7 +84,8 @@ def test_per_sample_formula():
     lam = m.lam.double()[:, None]
     torch.testing.assert_close(m.apply(x), lam * x + (1 - lam) * x[m.partner])
     oh = F.one_hot(y, 3).float()
-    torch.testing.assert_close(m.targets(y, 3), m.lam[:, None] * oh + (1 - m.lam[:, None]) * oh[m.partner])
+    lam32 = m.lam.float()[:, None]
+    torch.testing.assert_close(m.targets(y, 3), lam32 * oh + (1 - lam32) * oh[m.partner])
 
 
 # ---------------------------------------------------------------------- pairings
