@@ -167,3 +167,12 @@ def test_bad_generator_and_dtype():
         D.beta(1.0, 1.0, (3,), dtype=torch.int64)
     with pytest.raises(TypeError, match="dtype"):
         D.dirichlet(1.0, (3, 2), dtype=torch.int32)
+
+
+def test_small_alpha_has_no_spurious_mass_at_one_half():
+    """The naive g1 / (g1 + g2) puts ~18% of Beta(0.01, 0.01) at exactly 0.5 (clamped gammas)."""
+    g = torch.Generator().manual_seed(0)
+    lam = D.beta(0.01, 0.01, (100_000,), generator=g)
+    exact = 2 * stats.beta(0.01, 0.01).cdf(0.499)  # mass outside (0.499, 0.501)
+    assert ((lam - 0.5).abs() < 1e-3).float().mean().item() < 1e-3
+    assert 1 - exact < 1e-3
