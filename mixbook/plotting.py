@@ -77,7 +77,8 @@ def decision_boundary(
     model.train(was_training)
     cs = ax.contourf(g0, g1, p, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.8)
     ax.contour(g0, g1, p, levels=[0.5], colors="k", linewidths=1)
-    ax.scatter(x_np[:, 0], x_np[:, 1], c=y_np, cmap="RdBu_r", s=6, edgecolors="k", linewidths=0.2)
+    ax.scatter(x_np[:, 0], x_np[:, 1], c=y_np, cmap="RdBu_r", vmin=-0.5, vmax=1.5, s=12,
+               edgecolors="white", linewidths=0.5)
     ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
     ax.figure.colorbar(cs, ax=ax, label="p(class 1)")
     return ax
