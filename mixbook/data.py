@@ -26,7 +26,7 @@ import torch
 
 from . import _checks
 
-__all__ = ["Split", "two_moons", "digits", "cifar", "cifar_raw"]
+__all__ = ["Split", "two_moons", "digits", "cifar", "cifar_raw", "labelled_subset"]
 
 
 # ---------------------------------------------------------------------- the Split value
@@ -382,3 +382,37 @@ def cifar(root: str | os.PathLike, name: str = "cifar10") -> Split:
         name=name,
         class_names=class_names,
     )
+
+
+# ---------------------------------------------------------------------- semi-supervised splits
+def labelled_subset(split: Split, fraction: float, seed: int = 0) -> tuple[Split, torch.Tensor]:
+    """Keep the labels of a stratified ``fraction`` of the training set; the rest become unlabelled.
+
+    Args:
+        split: a :class:`Split`.
+        fraction: share of training examples that keep their label, in ``(0, 1)``; at least
+            one example per class is kept.
+        seed: seed of the stratified draw.
+
+    Returns:
+        ``(labelled, unlabelled_x)``: a :class:`Split` with the labelled training examples and
+        the same test set, and the ``(n_unlabelled, *input_shape)`` inputs of the others.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not isinstance(split, Split):
+        raise TypeError(f"split must be a mixbook.data.Split, got {type(split).__name__}")
+    fraction = _open_unit_interval("fraction", fraction)
+    seed = _seed("seed", seed)
+    n = split.x_train.shape[0]
+    n_keep = max(split.num_classes, round(fraction * n))
+    if n_keep >= n:
+        raise ValueError(f"fraction={fraction} keeps all {n} training labels; use a smaller fraction")
+    idx = np.arange(n)
+    keep, rest = train_test_split(idx, train_size=n_keep, random_state=seed,
+                                  stratify=split.y_train.cpu().numpy())
+    keep_t = torch.as_tensor(np.sort(keep), device=split.device)
+    rest_t = torch.as_tensor(np.sort(rest), device=split.device)
+    labelled = replace(split, x_train=split.x_train[keep_t], y_train=split.y_train[keep_t],
+                       name=f"{split.name}[{fraction:g} labelled]")
+    return labelled, split.x_train[rest_t]

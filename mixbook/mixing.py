@@ -11,6 +11,9 @@ forms behind one interface:
 * **pairwise** (``n == b``): output ``k`` is ``lam[k] * x[k] + (1 - lam[k]) * x[partner[k]]``.
   At most two non-zeros a row; applied with one gather and one in-place ``lerp``, never a
   dense matmul. The output is the only batch-sized allocation.
+  The partners may also come from a *second* batch of any size ``m`` (for example unlabelled
+  examples, as in the semi-supervised reformulation): then ``partner`` indexes that batch,
+  ``apply(x, partners)`` takes it, and ``W`` is ``(b, b + m)`` over ``cat([x, partners])``.
 * **dense**: the ``(n, b)`` matrix itself, applied with one matmul over the flattened batch.
 
 Every method is differentiable with respect to ``x`` (manifold mixup mixes hidden features)
@@ -40,21 +43,27 @@ class Mixing:
         partner: ``(b,)`` int64 partner index of each output (pairwise form), else ``None``.
         lam: ``(b,)`` weight of each output's own example (pairwise form), else ``None``.
         weights: ``(n, b)`` matrix (dense form), else ``None``.
+        partner_size: ``m`` when the partners come from a separate batch of ``m`` examples
+            (pairwise form only), else ``None`` (partners from the batch itself).
     """
 
     batch_size: int
     partner: torch.Tensor | None = None
     lam: torch.Tensor | None = None
     weights: torch.Tensor | None = None
+    partner_size: int | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def pairwise(cls, partner: torch.Tensor, lam: torch.Tensor) -> "Mixing":
-        """Pairwise mixing ``out[k] = lam[k] x[k] + (1 - lam[k]) x[partner[k]]``.
+    def pairwise(cls, partner: torch.Tensor, lam: torch.Tensor, partner_size: int | None = None) -> "Mixing":
+        """Pairwise mixing ``out[k] = lam[k] x[k] + (1 - lam[k]) p[partner[k]]``.
 
         Args:
-            partner: ``(b,)`` integer tensor with values in ``[0, b)``.
+            partner: ``(b,)`` integer tensor with values in ``[0, b)``, or in ``[0, m)`` with
+                ``partner_size=m``.
             lam: ``(b,)`` floating tensor with values in ``[0, 1]``, on the same device.
+            partner_size: ``m`` if the partners ``p`` are a separate batch of ``m`` examples;
+                ``None`` (default) if they are the batch itself (``p = x``).
         """
         partner = _checks.labels("partner", partner)
         lam = _checks.tensor("lam", lam)
@@ -66,13 +75,14 @@ class Mixing:
         if lam.shape != (b,):
             raise ValueError(f"lam must have shape ({b},) like partner, got {tuple(lam.shape)}")
         _checks.same_device("lam", lam, partner.device)
+        bound = b if partner_size is None else _checks.positive_int("partner_size", partner_size)
         if _checks.check_values(partner):
             lo, hi = int(partner.min()), int(partner.max())
-            if lo < 0 or hi >= b:
-                raise ValueError(f"partner must lie in [0, {b}), got values in [{lo}, {hi}]")
+            if lo < 0 or hi >= bound:
+                raise ValueError(f"partner must lie in [0, {bound}), got values in [{lo}, {hi}]")
             if not bool(((lam >= 0) & (lam <= 1)).all()):
                 raise ValueError("lam must lie in [0, 1]")
-        return cls(batch_size=b, partner=partner.long(), lam=lam)
+        return cls(batch_size=b, partner=partner.long(), lam=lam, partner_size=partner_size)
 
     @classmethod
     def from_dense(cls, weights: torch.Tensor, atol: float = 1e-4) -> "Mixing":
@@ -102,20 +112,26 @@ class Mixing:
     def to(self, device: torch.device | str) -> "Mixing":
         """The same mixing on another device."""
         if self.weights is None:
-            return Mixing(self.batch_size, self.partner.to(device), self.lam.to(device))
+            return Mixing(self.batch_size, self.partner.to(device), self.lam.to(device),
+                          partner_size=self.partner_size)
         return Mixing(self.batch_size, weights=self.weights.to(device))
 
     def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """The ``(n, b)`` matrix ``W`` (for analysis and plots; not used to apply pairwise mixings)."""
+        """The matrix ``W`` (for analysis and plots; not used to apply pairwise mixings).
+
+        ``(n, b)``; ``(b, b + m)`` over ``cat([x, partners])`` when the partners are a separate
+        batch of ``m`` examples.
+        """
         if self.weights is not None:
             return self.weights if dtype is None else self.weights.to(dtype)
         dtype = dtype or self.lam.dtype
         b = self.batch_size
+        offset = 0 if self.partner_size is None else b
         lam = self.lam.to(dtype)
         rows = torch.arange(b, device=self.device)
-        w = torch.zeros(b, b, dtype=dtype, device=self.device)
+        w = torch.zeros(b, b + (self.partner_size or 0), dtype=dtype, device=self.device)
         w.index_put_((rows, rows), lam, accumulate=True)
-        w.index_put_((rows, self.partner), 1 - lam, accumulate=True)
+        w.index_put_((rows, self.partner + offset), 1 - lam, accumulate=True)
         return w
 
     # ------------------------------------------------------------------ application
@@ -123,20 +139,22 @@ class Mixing:
         _checks.same_batch(name, x, self.batch_size)
         _checks.same_device(name, x, self.device)
 
-    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
         """``W @ x`` over the first dimension of a floating tensor; output dtype = x.dtype."""
         if self.weights is None:
             lam = self.lam.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
-            out = x.index_select(0, self.partner)
+            out = (x if partners is None else partners).index_select(0, self.partner)
             return out.lerp_(x, lam)
         w = self.weights.to(x.dtype)
         return (w @ x.reshape(self.batch_size, -1)).reshape(self.num_outputs, *x.shape[1:])
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
+    def apply(self, x: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
         """Mix a batch of inputs or features.
 
         Args:
             x: ``(b, *)`` floating tensor (fp16, bf16, fp32 or fp64) on the mixing's device.
+            partners: ``(m, *)`` tensor of ``x``'s dtype and trailing shape, required exactly
+                when the mixing was sampled with a separate partner batch of size ``m``.
 
         Returns:
             ``(n, *)`` tensor of ``x``'s dtype. In the pairwise form λ is applied in ``x``'s
@@ -145,7 +163,21 @@ class Mixing:
         """
         x = _checks.batch("x", x)
         self._check_batch("x", x)
-        return self._mix(x)
+        if self.partner_size is None:
+            if partners is not None:
+                raise ValueError("partners was given but this mixing pairs examples within the batch")
+            return self._mix(x)
+        if partners is None:
+            raise ValueError(f"partners is required: this mixing draws partners from a separate batch of {self.partner_size}")
+        partners = _checks.batch("partners", partners)
+        _checks.same_batch("partners", partners, self.partner_size)
+        _checks.same_device("partners", partners, self.device)
+        if partners.dtype != x.dtype or partners.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"partners must match x in dtype and trailing shape: x is {x.dtype} {tuple(x.shape[1:])}, "
+                f"partners {partners.dtype} {tuple(partners.shape[1:])}"
+            )
+        return self._mix(x, partners)
 
     def targets(
         self,
@@ -166,6 +198,9 @@ class Mixing:
             ``y``'s dtype).
         """
         _checks.tensor("y", y)
+        if self.partner_size is not None:
+            raise ValueError("targets: this mixing's partners come from a separate (unlabelled) batch whose "
+                             "labels it does not know; train on the kept labels y instead (see mixbook.reformulation)")
         smoothing = _checks.unit_interval("smoothing", smoothing)
         if y.is_floating_point():
             _checks.soft_targets("y", y)
@@ -184,4 +219,5 @@ class Mixing:
 
     def __repr__(self) -> str:
         form = "pairwise" if self.is_pairwise else "dense"
-        return f"Mixing({form}, n={self.num_outputs}, b={self.batch_size}, device={self.device})"
+        extra = "" if self.partner_size is None else f", partners={self.partner_size}"
+        return f"Mixing({form}, n={self.num_outputs}, b={self.batch_size}{extra}, device={self.device})"

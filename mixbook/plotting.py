@@ -100,3 +100,34 @@ def reliability_diagram(bins: Mapping[str, torch.Tensor], ax: Axes | None = None
     if label is not None:
         ax.legend()
     return ax
+
+
+def vicinity(
+    mixed: torch.Tensor,
+    labels: torch.Tensor,
+    ax: Axes | None = None,
+    *,
+    data: torch.Tensor | None = None,
+    anchors: torch.Tensor | None = None,
+    anchor_labels: torch.Tensor | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Scatter of synthetic 2-D points ``(n, 2)`` coloured by their (kept) label ``(n,)``.
+
+    ``data`` (small dark dots, drawn on top) shows the original points; ``anchors`` (large, outlined) the labelled
+    points whose vicinity is drawn.
+    """
+    ax = _axes(ax)
+    colors = np.array(["#2166ac", "#b2182b"])
+    m, lab = mixed.detach().cpu().numpy(), labels.detach().cpu().numpy()
+    ax.scatter(m[:, 0], m[:, 1], c=colors[lab % 2], s=3, alpha=0.3, linewidths=0)
+    if data is not None:
+        d = data.detach().cpu().numpy()
+        ax.scatter(d[:, 0], d[:, 1], c="0.25", s=1.5, alpha=0.6, linewidths=0, label="data")
+    if anchors is not None:
+        a = anchors.detach().cpu().numpy()
+        al = anchor_labels.detach().cpu().numpy() if anchor_labels is not None else np.zeros(len(a), int)
+        ax.scatter(a[:, 0], a[:, 1], c=colors[al % 2], s=120, marker="*", edgecolors="k", linewidths=1)
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
+    ax.set_aspect("equal", adjustable="box")
+    return ax

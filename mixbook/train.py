@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import _checks, metrics, mixup
+from . import _checks, metrics, mixup, reformulation
 from .data import Split
 from .losses import mixed_cross_entropy, soft_cross_entropy
 from .runtime import resolve_device
@@ -91,6 +91,38 @@ class Mixup:
 
     def __repr__(self) -> str:
         return f"Mixup(alpha={self.alpha}, per_sample={self.per_sample}, pairing={self.pairing!r})"
+
+
+@register("reformulation")
+class Reformulated:
+    """Mixup without mixed labels: λ ~ Beta(α + 1, α), CE against the kept (first) label.
+
+    Args:
+        alpha: α > 0.
+        unlabelled: optional ``(m, *)`` pool of unlabelled inputs; if given, every example's
+            partner is drawn uniformly from it (the semi-supervised form), otherwise from the
+            batch. The pool is moved to the training device once and never modified.
+    """
+
+    def __init__(self, alpha: float = 1.0, unlabelled: torch.Tensor | None = None) -> None:
+        self.alpha = _checks.positive_float("alpha", alpha)
+        if unlabelled is not None:
+            unlabelled = _checks.batch("unlabelled", unlabelled)
+        self.unlabelled = unlabelled
+        self._pool: torch.Tensor | None = None
+
+    def loss(self, model, x, y, num_classes, generator):
+        if self.unlabelled is None:
+            m = reformulation.sample(x, alpha=self.alpha, generator=generator)
+            return F.cross_entropy(model(m.apply(x)), y)
+        if self._pool is None or self._pool.device != x.device:
+            self._pool = self.unlabelled.to(device=x.device, dtype=x.dtype)
+        m = reformulation.sample(x, alpha=self.alpha, partners=self._pool, generator=generator)
+        return F.cross_entropy(model(m.apply(x, self._pool)), y)
+
+    def __repr__(self) -> str:
+        pool = "" if self.unlabelled is None else f", unlabelled={self.unlabelled.shape[0]}"
+        return f"Reformulated(alpha={self.alpha}{pool})"
 
 
 @dataclass
