@@ -8,28 +8,32 @@ Public names::
 
     Mixing                          the mixing value (pairwise or dense)
     MixUp, mixup.sample             input mixup (Zhang et al. 2018)
+    reformulation.sample / .mix     keep the first label, λ ~ Beta(α+1, α); unlabelled partners
+    ZetaMixup, zeta.sample          ζ-mixup (Abhishek et al. 2024): p-series weights over the batch
     soft_cross_entropy, mixed_cross_entropy, one_hot
     fit, repeat                     the training loop every chapter uses
     setup                           seeds, device, plot style
     set_value_checks                when tensor values are checked (CPU only by default)
 
-Modules: mixing, distributions, mixup, losses, metrics, data, models, train, plotting,
-notebook, runtime.
+Modules: mixing, distributions, mixup, reformulation, zeta, losses, metrics, data, models,
+train, plotting, notebook, runtime, bench.
 """
 
-from . import data, distributions, losses, metrics, mixing, mixup, models, notebook, plotting, runtime, train
+from . import (bench, data, distributions, losses, metrics, mixing, mixup, models, notebook, plotting,
+               reformulation, runtime, train, zeta)
 from ._checks import set_value_checks, value_checks
 from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
 from .mixing import Mixing
 from .mixup import MixUp
+from .zeta import ZetaMixup
 from .runtime import resolve_device, setup
 from .train import fit, repeat
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Mixing", "MixUp", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
+    "Mixing", "MixUp", "ZetaMixup", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
     "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
-    "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
-    "plotting", "runtime", "train",
+    "bench", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
+    "plotting", "reformulation", "runtime", "train", "zeta",
 ]

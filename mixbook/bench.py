@@ -46,10 +46,19 @@ def time_ops(
     """
     import pandas as pd
 
+    if not isinstance(ops, Mapping):
+        raise TypeError(f"ops must be a mapping name -> zero-argument callable, got {type(ops).__name__}")
     if not ops:
         raise ValueError("ops must name at least one operation")
+    not_callable = [k for k, fn in ops.items() if not callable(fn)]
+    if not_callable:
+        raise TypeError(f"ops must map names to zero-argument callables; not callable: {not_callable}")
     repeats = _checks.positive_int("repeats", repeats)
     number = _checks.positive_int("number", number)
+    if isinstance(warmup, bool) or not isinstance(warmup, int):
+        raise TypeError(f"warmup must be an int >= 0, got {type(warmup).__name__}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup}")
     baseline = baseline or next(iter(ops))
     if baseline not in ops:
         raise ValueError(f"baseline must be one of {list(ops)}, got {baseline!r}")

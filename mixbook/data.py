@@ -391,7 +391,8 @@ def labelled_subset(split: Split, fraction: float, seed: int = 0) -> tuple[Split
     Args:
         split: a :class:`Split`.
         fraction: share of training examples that keep their label, in ``(0, 1)``; at least
-            one example per class is kept.
+            one example per class is kept (a rare class that the proportional allocation
+            would miss gets one, so the labelled set may exceed ``round(fraction * n)``).
         seed: seed of the stratified draw.
 
     Returns:
@@ -405,12 +406,29 @@ def labelled_subset(split: Split, fraction: float, seed: int = 0) -> tuple[Split
     fraction = _open_unit_interval("fraction", fraction)
     seed = _seed("seed", seed)
     n = split.x_train.shape[0]
+    y = split.y_train.cpu().numpy()
+    classes, counts = np.unique(y, return_counts=True)
     n_keep = max(split.num_classes, round(fraction * n))
     if n_keep >= n:
         raise ValueError(f"fraction={fraction} keeps all {n} training labels; use a smaller fraction")
+    if n - n_keep < len(classes):
+        raise ValueError(
+            f"fraction={fraction} keeps {n_keep} of {n} training labels, leaving fewer unlabelled examples "
+            f"than the {len(classes)} classes a stratified split needs; use a smaller fraction"
+        )
+    if counts.min() < 2:
+        raise ValueError(
+            f"split: every class of y_train needs at least 2 examples for a stratified split, "
+            f"class {int(classes[counts.argmin()])} has 1"
+        )
     idx = np.arange(n)
-    keep, rest = train_test_split(idx, train_size=n_keep, random_state=seed,
-                                  stratify=split.y_train.cpu().numpy())
+    keep, rest = train_test_split(idx, train_size=n_keep, random_state=seed, stratify=y)
+    # Proportional allocation can give a rare class no labelled example: move one in.
+    missing = np.setdiff1d(classes, y[keep])
+    if missing.size:
+        rng = np.random.default_rng(seed)
+        moved = np.array([rng.choice(rest[y[rest] == c]) for c in missing])
+        keep, rest = np.concatenate([keep, moved]), np.setdiff1d(rest, moved)
     keep_t = torch.as_tensor(np.sort(keep), device=split.device)
     rest_t = torch.as_tensor(np.sort(rest), device=split.device)
     labelled = replace(split, x_train=split.x_train[keep_t], y_train=split.y_train[keep_t],

@@ -237,3 +237,109 @@ def input_gradient_norm(model: torch.nn.Module, x: torch.Tensor, target_class: i
     finally:
         model.train(was_training)
     return grad.flatten(1).norm(dim=1).mean()
+
+
+# ---------------------------------------------------------------------- geometry of (mixed) data
+# Analysis metrics (chapter 4: does a mixing stay on the data manifold?). They run host-side
+# with scikit-learn and are not meant for the training hot path.
+def _points(name: str, x: object) -> "np.ndarray":
+    import numpy as np
+
+    x = _checks.tensor(name, x)
+    if x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be a real tensor of points, got {x.dtype}")
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (num_points, dim) with both >= 1, got {tuple(x.shape)}")
+    a = x.detach().to("cpu", torch.float64).numpy()
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite")
+    return a
+
+
+def knn_distance(points: torch.Tensor, reference: torch.Tensor, k: int = 5, exclude_self: bool = False) -> torch.Tensor:
+    """Mean distance from each point to its ``k`` nearest reference points, averaged over points.
+
+    ``(1/m) Σ_i (1/k) Σ_{j≤k} ‖p_i − r_(j)(p_i)‖₂`` with ``r_(j)(p)`` the ``j``-th nearest
+    reference point to ``p`` (Euclidean; scikit-learn ``NearestNeighbors``, computed in
+    float64 on the host). Small values mean the points lie close to the reference set (e.g.
+    mixed examples close to the data manifold).
+
+    Args:
+        points: ``(m, d)`` real tensor.
+        reference: ``(n, d)`` real tensor.
+        k: number of neighbours, ``1 <= k <= n`` (``<= n − 1`` with ``exclude_self``).
+        exclude_self: ``points`` *is* ``reference`` (equal tensors, required): each point's own
+            entry is not counted as its neighbour (its zero self-distance is dropped; other
+            points that duplicate it still count, at distance 0).
+
+    Returns:
+        0-dim float64 tensor on the CPU.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    if not isinstance(exclude_self, bool):
+        raise TypeError(f"exclude_self must be a bool, got {type(exclude_self).__name__}")
+    k = _checks.positive_int("k", k)
+    p = _points("points", points)
+    r = _points("reference", reference)
+    if p.shape[1] != r.shape[1]:
+        raise ValueError(f"points and reference must have the same dimension, got {p.shape[1]} and {r.shape[1]}")
+    available = r.shape[0] - 1 if exclude_self else r.shape[0]
+    if k > available:
+        raise ValueError(f"k must be <= {available} (the reference points available), got {k}")
+    nn_ = NearestNeighbors(n_neighbors=k).fit(r)
+    if exclude_self:
+        if p.shape != r.shape or not (p == r).all():
+            raise ValueError("exclude_self=True needs points and reference to be the same set (equal tensors)")
+        dist, _ = nn_.kneighbors(None, n_neighbors=k)  # scikit-learn leaves each sample itself out
+    else:
+        dist, _ = nn_.kneighbors(p, n_neighbors=k)
+    return torch.tensor(dist.mean(axis=1).mean(), dtype=torch.float64)
+
+
+def intrinsic_dimension(x: torch.Tensor, k: int = 10) -> float:
+    """Levina–Bickel maximum-likelihood intrinsic dimension, averaged as MacKay–Ghahramani advise.
+
+    Levina & Bickel, "Maximum Likelihood Estimation of Intrinsic Dimension", NeurIPS 2004: with
+    ``T_j(x_i)`` the distance from ``x_i`` to its ``j``-th nearest neighbour (itself excluded),
+
+        m̂_k(x_i) = [ (1/(k−1)) Σ_{j=1..k−1} log(T_k(x_i) / T_j(x_i)) ]^(−1).
+
+    Levina & Bickel average the ``m̂_k(x_i)`` over the points. MacKay & Ghahramani ("Comments on
+    'Maximum Likelihood Estimation of Intrinsic Dimension' by E. Levina and P. Bickel", 2005)
+    show that this is biased (a mean of inverses of noisy estimates) and that the maximum
+    likelihood estimate pools the evidence instead, averaging the *inverses*; that is the form
+    used here:
+
+        m̂_k = [ (1/n) Σ_i m̂_k(x_i)^(−1) ]^(−1).
+
+    Duplicate points (zero distances, where ``log(T_k/T_j)`` is undefined) are removed before
+    the neighbours are searched; ``n`` counts the distinct points. Neighbours via scikit-learn
+    in float64 on the host.
+
+    Args:
+        x: ``(n, d)`` real tensor of points (rows).
+        k: number of neighbours, ``k >= 2``, at most (number of distinct points) − 1.
+
+    Returns:
+        The estimate as a float (``inf`` in the degenerate case where every point's ``k``
+        neighbours are all equidistant, e.g. a regular lattice with ``k`` ≤ the ties).
+    """
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    k = _checks.positive_int("k", k)
+    if k < 2:
+        raise ValueError(f"k must be an int >= 2 (the estimate uses log T_k/T_j for j < k), got {k}")
+    a = np.unique(_points("x", x), axis=0)
+    if k > a.shape[0] - 1:
+        raise ValueError(f"k must be <= {a.shape[0] - 1} (the number of distinct points minus one), got {k}")
+    dist, _ = NearestNeighbors(n_neighbors=k).fit(a).kneighbors(None, n_neighbors=k)
+    # Distinct points: every distance is > 0 (up to float64 underflow, which we guard).
+    dist = np.maximum(dist, np.finfo(np.float64).tiny)
+    inverse = np.log(dist[:, -1:] / dist[:, :-1]).mean(axis=1)  # m̂_k(x_i)^(-1), (n,)
+    mean_inverse = float(inverse.mean())
+    return float("inf") if mean_inverse <= 0 else 1.0 / mean_inverse
+
+
+__all__ += ["knn_distance", "intrinsic_dimension"]

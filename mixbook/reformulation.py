@@ -175,6 +175,8 @@ def monte_carlo(
 
     form = _checks.choice("form", form, FORMS)
     n = _checks.positive_int("n", n)
+    if n < 2:
+        raise ValueError(f"n must be >= 2 (a standard error needs two draws), got {n}")
     alpha = _checks.positive_float("alpha", alpha)
     params = {k: v.detach() for k, v in model.named_parameters()}
 
@@ -219,7 +221,9 @@ def agreement(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[st
         difference (≈ 1 when the two agree, ≫ 1 when they differ); ``grad_z_over_4``: share of
         parameters with |z| > 4; ``cosine``: cosine similarity of the two mean gradients.
     """
-    out = {"loss_z": float((a["loss"] - b["loss"]) / (a["loss_se"] ** 2 + b["loss_se"] ** 2).sqrt())}
+    se_loss = (a["loss_se"] ** 2 + b["loss_se"] ** 2).sqrt()
+    diff = a["loss"] - b["loss"]
+    out = {"loss_z": float(diff / se_loss) if se_loss > 0 else (0.0 if diff == 0 else float("inf"))}
     if "grad" in a and "grad" in b:
         se = (a["grad_se"] ** 2 + b["grad_se"] ** 2).sqrt()
         live = se > 0

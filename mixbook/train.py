@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import _checks, metrics, mixup, reformulation
+from . import _checks, metrics, mixup, reformulation, zeta
 from .data import Split
 from .losses import mixed_cross_entropy, soft_cross_entropy
 from .runtime import resolve_device
@@ -115,7 +115,7 @@ class Reformulated:
         if self.unlabelled is None:
             m = reformulation.sample(x, alpha=self.alpha, generator=generator)
             return F.cross_entropy(model(m.apply(x)), y)
-        if self._pool is None or self._pool.device != x.device:
+        if self._pool is None or self._pool.device != x.device or self._pool.dtype != x.dtype:
             self._pool = self.unlabelled.to(device=x.device, dtype=x.dtype)
         m = reformulation.sample(x, alpha=self.alpha, partners=self._pool, generator=generator)
         return F.cross_entropy(model(m.apply(x, self._pool)), y)
@@ -123,6 +123,25 @@ class Reformulated:
     def __repr__(self) -> str:
         pool = "" if self.unlabelled is None else f", unlabelled={self.unlabelled.shape[0]}"
         return f"Reformulated(alpha={self.alpha}{pool})"
+
+
+@register("zeta")
+class Zeta:
+    """ζ-mixup (Abhishek et al. 2024): every output a p-series-weighted mix of the whole batch.
+
+    Args:
+        gamma: γ > 0 of the p-series (the top weight dominates the rest iff γ > γ*(b)).
+    """
+
+    def __init__(self, gamma: float = zeta.DEFAULT_GAMMA) -> None:
+        self.gamma = _checks.positive_float("gamma", gamma)
+
+    def loss(self, model, x, y, num_classes, generator):
+        m = zeta.sample(x, y, gamma=self.gamma, generator=generator)
+        return soft_cross_entropy(model(m.apply(x)), m.targets(y, num_classes))
+
+    def __repr__(self) -> str:
+        return f"Zeta(gamma={self.gamma})"
 
 
 @dataclass

@@ -136,3 +136,21 @@ def test_check_parameters():
         notebook.check_parameters({**ns, "alphas": [0.1, "x"]}, seed=int, alphas=list[float], device=str)
     with pytest.raises(ValueError, match="lr"):
         notebook.check_parameters(ns, seed=int, alphas=list[float], device=str, lr=float)
+
+
+@pytest.mark.parametrize("name,options", [("zeta", {"gamma": 2.8}), ("reformulation", {"alpha": 0.5})])
+def test_other_registered_methods_train(moons, name, options):
+    _, h1 = _fit(moons, train.make_method(name, **options), epochs=2)
+    _, h2 = _fit(moons, train.make_method(name, **options), epochs=2)
+    assert h1.final["train_loss"] == h2.final["train_loss"]
+    assert torch.isfinite(torch.tensor(h1.final["train_loss"]))
+    with pytest.raises(ValueError, match="gamma" if name == "zeta" else "alpha"):
+        train.make_method(name, **{k: -1.0 for k in options})
+
+
+def test_reformulated_pool_follows_dtype():
+    method = train.make_method("reformulation", alpha=1.0, unlabelled=torch.randn(7, 2))
+    model = torch.nn.Linear(2, 2).double()
+    x, y = torch.randn(4, 2, dtype=torch.float64), torch.tensor([0, 1, 0, 1])
+    loss = method.loss(model, x, y, 2, torch.Generator().manual_seed(0))
+    assert loss.dtype == torch.float64
