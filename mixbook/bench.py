@@ -81,3 +81,27 @@ def time_ops(
     })
     frame[f"ratio_to_{baseline}"] = frame["median_s"] / frame.loc[baseline, "median_s"]
     return frame
+
+
+def zeta_numpy_reference(x, gamma: float, rng) -> "np.ndarray":
+    """A straightforward NumPy ζ-mixup, the peer that mixbook's version is timed against.
+
+    Random orderings from the argsort of a uniform ``(b, b)`` matrix, p-series weights
+    ``s^(−γ) / Σ_j j^(−γ)`` gathered by rank, and one ``einsum`` over the flattened batch.
+    Unlike :func:`mixbook.zeta.weights` it does not fix which example dominates each row.
+
+    Args:
+        x: ``(b, *)`` NumPy array (float32).
+        gamma: γ > 0.
+        rng: a ``numpy.random.Generator``.
+
+    Returns:
+        ``(b, *)`` mixed array of ``x``'s dtype.
+    """
+    import numpy as np
+
+    b = x.shape[0]
+    ranks = np.argsort(np.argsort(rng.random((b, b)), axis=1), axis=1) + 1
+    series = np.arange(1, b + 1, dtype=np.float64) ** -gamma
+    w = (ranks.astype(np.float64) ** -gamma / series.sum()).astype(x.dtype)
+    return np.einsum("nb,bd->nd", w, x.reshape(b, -1)).reshape(x.shape)
