@@ -1,0 +1,64 @@
+"""mixbook.synthetic: synthetic sets drawn with any sampler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixbook import mixup, synthetic, zeta
+from mixbook.mixing import Mixing
+
+
+@pytest.fixture()
+def labelled():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g)
+    y = torch.arange(40) % 4
+    return x, y
+
+
+@pytest.mark.parametrize("name", ["mixup", "zeta"])
+def test_synthetic_set_shapes_labels_and_determinism(labelled, name):
+    x, y = labelled
+    sampler = {"mixup": lambda xb, yb, g: mixup.sample(xb, yb, alpha=1.0, generator=g),
+               "zeta": lambda xb, yb, g: zeta.sample(xb, yb, gamma=2.8, generator=g)}[name]
+    s1 = synthetic.synthetic_set(x, y, 4, sampler, size=25, batch_size=8, generator=torch.Generator().manual_seed(1))
+    s2 = synthetic.synthetic_set(x, y, 4, sampler, size=25, batch_size=8, generator=torch.Generator().manual_seed(1))
+    assert s1.x.shape == (25, 3) and s1.soft.shape == (25, 4) and s1.dominant_label.shape == (25,)
+    assert torch.equal(s1.x, s2.x) and torch.equal(s1.soft, s2.soft)
+    assert torch.allclose(s1.soft.sum(1), torch.ones(25))
+    assert (s1.x.min(0).values >= x.min(0).values - 1e-5).all() and (s1.x.max(0).values <= x.max(0).values + 1e-5).all()
+    # with γ above the threshold (and any mixup pair), the argmax of the soft label is the dominant label
+    assert s1.argmax_is_dominant().all()
+    h = s1.label_entropy()
+    assert h.shape == (25,) and (h >= 0).all() and (h <= torch.log(torch.tensor(4.0)) + 1e-6).all()
+
+
+def test_label_entropy_and_dominance_known_values():
+    s = synthetic.SyntheticSet(x=torch.zeros(2, 1), soft=torch.tensor([[0.5, 0.5], [1.0, 0.0]]),
+                               dominant_label=torch.tensor([1, 1]))
+    assert torch.allclose(s.label_entropy(), torch.tensor([0.6931472, 0.0]))
+    assert s.argmax_is_dominant().tolist() == [False, False]
+
+
+def test_identity_sampler_reproduces_the_data(labelled):
+    """A sampler that mixes nothing returns data points with their one-hot labels."""
+    x, y = labelled
+    ident = lambda xb, yb, g: Mixing.pairwise(torch.arange(xb.shape[0]), torch.ones(xb.shape[0]))
+    s = synthetic.synthetic_set(x, y, 4, ident, size=10, batch_size=5, generator=torch.Generator().manual_seed(0))
+    rows = (s.x[:, None, :] == x[None]).all(-1)
+    assert rows.any(1).all()
+    assert torch.equal(s.soft.argmax(1), y[rows.float().argmax(1)])
+
+
+def test_bad_arguments(labelled):
+    x, y = labelled
+    sampler = lambda xb, yb, g: mixup.sample(xb, yb, generator=g)
+    with pytest.raises(ValueError, match="batch_size"):
+        synthetic.synthetic_set(x, y, 4, sampler, size=5, batch_size=41)
+    with pytest.raises(ValueError, match="size"):
+        synthetic.synthetic_set(x, y, 4, sampler, size=0)
+    with pytest.raises(ValueError, match="y"):
+        synthetic.synthetic_set(x, y[:-1], 4, sampler, size=5)
+    with pytest.raises(ValueError, match="num_classes"):
+        synthetic.synthetic_set(x, y, 3, sampler, size=5)
