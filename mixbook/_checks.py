@@ -90,6 +90,20 @@ def choice(name: str, value: object, options: tuple[str, ...]) -> str:
     return value
 
 
+def boolean(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def non_empty(name: str, x: object) -> torch.Tensor:
+    """A tensor with a non-empty first (batch) dimension, of any dtype."""
+    x = tensor(name, x)
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} must have a non-empty batch dimension, got shape {tuple(x.shape)}")
+    return x
+
+
 def tensor(name: str, x: object) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

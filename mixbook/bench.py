@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 
 from . import _checks
@@ -83,7 +84,7 @@ def time_ops(
     return frame
 
 
-def zeta_numpy_reference(x, gamma: float, rng) -> "np.ndarray":
+def zeta_numpy_reference(x: np.ndarray, gamma: float, rng: np.random.Generator) -> np.ndarray:
     """A straightforward NumPy ζ-mixup, the peer that mixbook's version is timed against.
 
     Random orderings from the argsort of a uniform ``(b, b)`` matrix, p-series weights
@@ -98,8 +99,6 @@ def zeta_numpy_reference(x, gamma: float, rng) -> "np.ndarray":
     Returns:
         ``(b, *)`` mixed array of ``x``'s dtype.
     """
-    import numpy as np
-
     b = x.shape[0]
     ranks = np.argsort(np.argsort(rng.random((b, b)), axis=1), axis=1) + 1
     series = np.arange(1, b + 1, dtype=np.float64) ** -gamma

@@ -21,6 +21,7 @@ left; the two agree unless a confidence lies exactly on a bin edge.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -242,9 +243,7 @@ def input_gradient_norm(model: torch.nn.Module, x: torch.Tensor, target_class: i
 # ---------------------------------------------------------------------- geometry of (mixed) data
 # Analysis metrics (chapter 4: does a mixing stay on the data manifold?). They run host-side
 # with scikit-learn and are not meant for the training hot path.
-def _points(name: str, x: object) -> "np.ndarray":
-    import numpy as np
-
+def _points(name: str, x: object) -> np.ndarray:
     x = _checks.tensor(name, x)
     if x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"{name} must be a real tensor of points, got {x.dtype}")

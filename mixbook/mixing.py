@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from . import _checks
 from .losses import one_hot
@@ -221,3 +222,26 @@ class Mixing:
         form = "pairwise" if self.is_pairwise else "dense"
         extra = "" if self.partner_size is None else f", partners={self.partner_size}"
         return f"Mixing({form}, n={self.num_outputs}, b={self.batch_size}{extra}, device={self.device})"
+
+
+class MixingTransform(nn.Module):
+    """Base of the batch transforms ``(x, y) -> (mixed x, soft targets)`` (``MixUp``, ``ZetaMixup``).
+
+    A subclass sets ``num_classes`` and ``smoothing`` and implements :meth:`sample`, which
+    draws the :class:`Mixing` for a batch; :meth:`forward` validates the batch, applies the
+    mixing to ``x`` and mixes the (smoothed) one-hot labels with the same matrix.
+    """
+
+    num_classes: int
+    smoothing: float
+
+    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix ``x`` ``(b, *)`` (floating) and labels ``y`` ``(b,)``; returns ``(n, *)`` and ``(n, C)``."""
+        x = _checks.batch("x", x)
+        _checks.labels("y", y, self.num_classes)
+        _checks.same_batch("y", y, x.shape[0])
+        m = self.sample(x, y)
+        return m.apply(x), m.targets(y, self.num_classes, self.smoothing)

@@ -21,11 +21,10 @@ synchronisation, no Python loop over the batch.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from . import _checks
 from .distributions import beta
-from .mixing import Mixing
+from .mixing import Mixing, MixingTransform
 
 PAIRINGS = ("random", "flip", "roll", "same_class", "cross_class")
 
@@ -117,12 +116,9 @@ def sample(
         A pairwise mixing with ``lam`` of shape ``(b,)`` (float64 for float64 ``x``, else
         float32) and ``partner`` ``(b,)``.
     """
-    x = _checks.tensor("x", x)
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(x.shape)}")
+    x = _checks.non_empty("x", x)
     alpha = _checks.positive_float("alpha", alpha)
-    if not isinstance(per_sample, bool):
-        raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
+    per_sample = _checks.boolean("per_sample", per_sample)
     b = x.shape[0]
     if y is not None:
         _checks.tensor("y", y)
@@ -136,7 +132,7 @@ def sample(
     return Mixing(batch_size=b, partner=partner, lam=lam.expand(b))
 
 
-class MixUp(nn.Module):
+class MixUp(MixingTransform):
     """Batch transform ``(x, y) -> (mixed x, soft targets)``, like torchvision's ``v2.MixUp``.
 
     Args:
@@ -180,14 +176,6 @@ class MixUp(nn.Module):
         """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
         return sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
                       pairing=self.pairing, generator=self.generator)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix ``x`` ``(b, *)`` float and integer labels ``y`` ``(b,)``; returns ``(b, *)`` and ``(b, C)``."""
-        x = _checks.batch("x", x)
-        _checks.labels("y", y, self.num_classes)
-        _checks.same_batch("y", y, x.shape[0])
-        m = self.sample(x, y)
-        return m.apply(x), m.targets(y, self.num_classes, self.smoothing)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, num_classes={self.num_classes}, per_sample={self.per_sample}, "

@@ -57,21 +57,16 @@ def sample(
         A pairwise :class:`~mixbook.mixing.Mixing` (with ``partner_size=m`` when ``partners``
         is given); apply it with ``m.apply(x)`` or ``m.apply(x, partners)``.
     """
-    x = _checks.tensor("x", x)
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise ValueError(f"x must have a non-empty batch dimension, got shape {tuple(x.shape)}")
+    x = _checks.non_empty("x", x)
     alpha = _checks.positive_float("alpha", alpha)
-    if not isinstance(per_sample, bool):
-        raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
+    per_sample = _checks.boolean("per_sample", per_sample)
     _checks.generator(generator, x.device)
     b = x.shape[0]
     if partners is None:
         partner = torch.randperm(b, device=x.device, generator=generator)
         size = None
     else:
-        partners = _checks.tensor("partners", partners)
-        if partners.ndim < 1 or partners.shape[0] == 0:
-            raise ValueError(f"partners must have a non-empty batch dimension, got shape {tuple(partners.shape)}")
+        partners = _checks.non_empty("partners", partners)
         _checks.same_device("partners", partners, x.device)
         if partners.shape[1:] != x.shape[1:]:
             raise ValueError(f"partners must have x's trailing shape {tuple(x.shape[1:])}, got {tuple(partners.shape[1:])}")

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import _checks, metrics, mixup, reformulation, zeta
+from . import manifold
 from .data import Split
 from .losses import mixed_cross_entropy, soft_cross_entropy
 from .runtime import resolve_device
@@ -142,6 +143,54 @@ class Zeta:
 
     def __repr__(self) -> str:
         return f"Zeta(gamma={self.gamma})"
+
+
+@register("manifold_mixup")
+class ManifoldMixupMethod:
+    """Manifold mixup (Verma et al. 2019) with :class:`mixbook.manifold.ManifoldMixup`.
+
+    At each step one layer is chosen uniformly from ``layers`` (host RNG seeded with
+    ``seed``), the batch is mixed there with λ ~ Beta(α, α) and partners drawn from ``fit``'s
+    generator, and the loss is the λ-weighted cross-entropy
+    ``mixed_cross_entropy(logits, y, y[m.partner], m.lam)``.
+
+    Args:
+        layers: candidate module paths of the trained model (``"input"`` = input mixup), e.g.
+            ``["input", "features.1", "features.3"]`` for ``models.MLP(2, 2, (h, h))``. They
+            are checked against the model at its first step (``ValueError`` for a bad path).
+        alpha: α > 0 of Beta(α, α) (the paper uses 2).
+        per_sample: one λ per example instead of per batch.
+        seed: seed of the layer choice.
+
+    The :class:`~mixbook.manifold.ManifoldMixup` is built at the first step on a model and
+    reused while the same model is trained (its layer sequence continues); a different model
+    gets a fresh one, whose layer sequence restarts from ``seed``.
+    """
+
+    def __init__(self, layers, alpha: float = 2.0, per_sample: bool = False, seed: int = 0) -> None:
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not layers \
+                or not all(isinstance(name, str) for name in layers):
+            raise TypeError(f"layers must be a non-empty list of module paths (str), got {layers!r}")
+        self.layers = tuple(layers)
+        self.alpha = _checks.positive_float("alpha", alpha)
+        if not isinstance(per_sample, bool):
+            raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
+        self.per_sample = per_sample
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = seed
+        self._mm: manifold.ManifoldMixup | None = None
+
+    def loss(self, model, x, y, num_classes, generator):
+        if self._mm is None or self._mm.model is not model:
+            self._mm = manifold.ManifoldMixup(model, self.layers, alpha=self.alpha,
+                                              per_sample=self.per_sample, seed=self.seed)
+        logits, m = self._mm(x, y, generator=generator)
+        return mixed_cross_entropy(logits, y, y[m.partner], m.lam)
+
+    def __repr__(self) -> str:
+        return (f"ManifoldMixup(layers={list(self.layers)}, alpha={self.alpha}, "
+                f"per_sample={self.per_sample}, seed={self.seed})")
 
 
 @dataclass

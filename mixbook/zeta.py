@@ -46,10 +46,9 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import _checks
-from .mixing import Mixing
+from .mixing import Mixing, MixingTransform
 
 __all__ = ["pseries", "weights", "sample", "ZetaMixup", "dominance_sum", "dominance_threshold",
            "mixup_lambda", "num_orderings", "DEFAULT_GAMMA", "GAMMA_STAR"]
@@ -208,7 +207,7 @@ def sample(
     return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
 
 
-class ZetaMixup(nn.Module):
+class ZetaMixup(MixingTransform):
     """Batch transform ``(x, y) -> (mixed x, soft targets)`` with ζ-mixup weights.
 
     Args:
@@ -246,14 +245,6 @@ class ZetaMixup(nn.Module):
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
         """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
         return sample(x, y, gamma=self.gamma, n=self.n, generator=self.generator)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix ``x`` ``(b, *)`` float and integer labels ``y`` ``(b,)``; returns ``(n, *)`` and ``(n, C)``."""
-        x = _checks.batch("x", x)
-        _checks.labels("y", y, self.num_classes)
-        _checks.same_batch("y", y, x.shape[0])
-        m = self.sample(x, y)
-        return m.apply(x), m.targets(y, self.num_classes, self.smoothing)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, num_classes={self.num_classes}, n={self.n}, smoothing={self.smoothing}"

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from scipy import integrate, special, stats
 from torch import nn
 
+from _stats import assert_beta_moments
 from mixbook import data, losses, models, reformulation, train
 from mixbook.data import Split
 from mixbook.mixing import Mixing
@@ -45,18 +46,7 @@ def make_batch(seed: int, b: int, features: tuple[int, ...], dtype: torch.dtype,
     return x.to(dtype)
 
 
-def assert_moments(sample: torch.Tensor, a: float, b: float, k: float = 4.0) -> tuple[float, float]:
-    """Mean and variance of ``sample`` within k standard errors of Beta(a, b); returns (mean, SE)."""
-    s = sample.detach().double().flatten().cpu()
-    n = s.numel()
-    assert not bool(s.isnan().any())
-    mean, var, _, kurt = (float(v) for v in stats.beta.stats(a, b, moments="mvsk"))
-    mu4 = (kurt + 3.0) * var**2
-    se_mean, se_var = math.sqrt(var / n), math.sqrt((mu4 - var**2) / n)
-    m, v = float(s.mean()), float(s.var())
-    assert abs(m - mean) < k * se_mean, f"Beta({a}, {b}) mean {m:.5f} vs {mean:.5f} (SE {se_mean:.2g})"
-    assert abs(v - var) < k * se_var, f"Beta({a}, {b}) variance {v:.5f} vs {var:.5f} (SE {se_var:.2g})"
-    return m, se_mean
+assert_moments = assert_beta_moments
 
 
 # ---------------------------------------------------------------------- sample: properties

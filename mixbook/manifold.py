@@ -1,0 +1,524 @@
+"""Manifold mixup (Verma et al., ICML 2019) for any ``nn.Module``, and its gradient.
+
+Manifold mixup mixes *hidden* representations instead of inputs: at every step pick one layer
+``k`` uniformly from a set of candidates (``"input"`` included, which is input mixup), run the
+network up to ``k``, replace the batch of features ``h`` there by ``W h`` for a sampled mixing
+``W`` (the same pairwise :class:`~mixbook.mixing.Mixing` as input mixup), finish the forward
+pass, and score the logits against the mixed targets ``W Y``.
+
+:class:`ManifoldMixup` does this for any model, without editing its class: the candidate layers
+are module paths (as in ``model.get_submodule(path)``), and the mixing is a forward hook,
+registered for one forward pass only, that *returns* ``mixing.apply(output)``. The hook is
+removed in a ``finally`` block, so it never outlives the call, even when the forward raises.
+
+The rest of the module is the analysis of the book's chapter:
+
+* :func:`gradient_terms`: with a *linear* head ``G`` on a feature map ``F``, the gradient of the
+  manifold-mixup squared loss with respect to ``F``'s parameters is a sum of four
+  vector-Jacobian products, two "usual" (each example's own residual through its own Jacobian,
+  weighted ``λ²`` and ``(1−λ)²``) and two "cross" (each residual through the *partner's*
+  Jacobian, weighted ``λ(1−λ)``);
+* :func:`decomposed_loss`: gradient surgery, a loss whose gradient for ``F`` keeps only some of
+  the four terms while ``G`` gets the full manifold-mixup gradient;
+* :func:`flatness`: the singular-value spectrum of class-conditional features and their
+  effective rank (Verma et al. §3: manifold mixup flattens class representations).
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _checks, mixup
+from .mixing import Mixing
+
+INPUT = "input"
+"""The layer name that means "mix the input itself" (input mixup)."""
+
+KEEP = ("all", "usual", "cross", "none")
+"""The choices of :func:`decomposed_loss`'s ``keep``."""
+
+
+# ====================================================================== the hook
+class ManifoldMixup:
+    """Manifold mixup at a randomly chosen layer of any ``nn.Module``.
+
+    Args:
+        model: the network, any ``nn.Module`` mapping a batch ``(b, *)`` to logits ``(b, C)``.
+            Its class is not modified; the only trace of a call is a forward hook that exists
+            during that call.
+        layers: the candidate layers, a non-empty sequence of distinct module paths as accepted
+            by ``model.get_submodule(path)`` (``"features"``, ``"features.1"``, ``"layer2"``,
+            ``"layer2.0.conv1"``...), or the special name ``"input"`` (mix the input itself,
+            i.e. input mixup; a submodule literally named ``input`` cannot be chosen). Every
+            path is checked here: an unknown one raises ``ValueError`` naming it and listing
+            valid paths. The mixing is applied to the *output* of the named module.
+        alpha: α > 0 of the Beta(α, α) distribution of λ (Verma et al. use α = 2).
+        per_sample: one λ per example instead of one per batch.
+        pairing: how partners are chosen, one of :data:`mixbook.mixup.PAIRINGS` (the paper's
+            shuffled batch is ``"random"``; class-aware pairings need ``y`` at call time).
+        generator: optional ``torch.Generator`` on the batches' device, for λ and the pairing.
+        seed: seed of the host-side ``random.Random`` that chooses the layer at each call
+            (no device synchronisation); the layer sequence depends on ``seed`` only.
+
+    Attributes:
+        model, layers (a tuple), alpha, per_sample, pairing, generator, seed.
+        last_layer: the layer chosen by the last call (``None`` before the first call); set
+            before the forward pass runs, so after an exception it names the layer that failed.
+
+    Calling ``mm(x, y)`` does one step:
+
+    1. sample a pairwise mixing ``m = mixup.sample(x, y, alpha=..., per_sample=...,
+       pairing=..., generator=...)`` on ``x``'s device;
+    2. choose a layer uniformly among ``layers`` with the host RNG;
+    3. return ``(logits, m)`` with ``logits = mm.mix_at(x, m, layer)``.
+
+    The caller scores the logits against the mixed targets, either form (equal value and
+    gradient)::
+
+        mm = ManifoldMixup(model, ["input", "features.1", "features.3"], alpha=2.0)
+        logits, m = mm(x, y)
+        loss = mixbook.mixed_cross_entropy(logits, y, y[m.partner], m.lam)
+        # or: mixbook.soft_cross_entropy(logits, m.targets(y, num_classes))
+        loss.backward()
+
+    Notes:
+        * Works on any architecture whose chosen module returns one tensor with the batch
+          first (torchvision's ResNet ``"layer1"``...``"layer4"``, the book's ``MLP`` and
+          ``SmallCNN`` ``"features.k"`` / ``"features"``). A module that returns a tuple, a
+          non-floating tensor or a tensor without the batch dimension raises ``TypeError``.
+        * The chosen module must run exactly once per forward: a module called twice (a shared
+          activation, as ``layerK.M.relu`` in a ResNet block) raises ``RuntimeError`` at its
+          second call, one that is never called raises ``RuntimeError`` after the forward.
+        * Layers before the chosen one see the *unmixed* batch (BatchNorm statistics
+          included), as in the paper. The hook is appended after the module's existing hooks.
+        * No host synchronisation: the layer is chosen on the host, λ and partners are sampled
+          on ``x``'s device, and the hook checks only shapes and dtypes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        *,
+        alpha: float = 2.0,
+        per_sample: bool = False,
+        pairing: str = "random",
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.layers = check_layers(model, layers)
+        self._modules = {name: model.get_submodule(name) for name in self.layers if name != INPUT}
+        self.alpha = _checks.positive_float("alpha", alpha)
+        if not isinstance(per_sample, bool):
+            raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
+        self.per_sample = per_sample
+        self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self.last_layer: str | None = None
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, Mixing]:
+        """One manifold-mixup forward pass: ``(logits, mixing)``.
+
+        Args:
+            x: ``(b, *)`` batch, what ``model`` takes (floating when ``"input"`` is a candidate;
+                for hidden layers only its batch size and device matter to the mixing).
+            y: optional ``(b,)`` integer labels; required by the class-aware pairings, checked
+                for batch size and device otherwise. They are not used to build targets: call
+                ``mixing.targets(y, C)`` or use ``y[mixing.partner]`` and ``mixing.lam``.
+            generator: a ``torch.Generator`` on ``x``'s device to use for this call instead
+                of the one given at construction (``mixbook.train.fit`` passes its own).
+
+        Returns:
+            ``logits``: the model's output with the mixing applied at the chosen layer
+            (:attr:`last_layer`); ``mixing``: the pairwise :class:`~mixbook.mixing.Mixing`
+            applied (``partner`` and ``lam`` of shape ``(b,)``).
+        """
+        x = _checks.tensor("x", x)
+        m = mixup.sample(x, y, alpha=self.alpha, per_sample=self.per_sample, pairing=self.pairing,
+                         generator=self.generator if generator is None else generator)
+        layer = self.layers[self._rng.randrange(len(self.layers))]
+        self.last_layer = layer
+        return self.mix_at(x, m, layer), m
+
+    def mix_at(self, x: torch.Tensor, mixing: Mixing, layer: str) -> torch.Tensor:
+        """``model(x)`` with ``mixing`` applied to the output of ``layer`` (deterministic).
+
+        Args:
+            x: ``(b, *)`` batch.
+            mixing: any :class:`~mixbook.mixing.Mixing` of batch size ``b`` on the features'
+                device (pairwise or dense; a dense ``(n, b)`` one changes the batch to ``n``
+                from that layer on).
+            layer: ``"input"`` or any valid module path of ``model`` (not only a candidate).
+
+        Returns:
+            The model's output. For ``"input"`` this is exactly ``model(mixing.apply(x))``.
+        """
+        if not isinstance(mixing, Mixing):
+            raise TypeError(f"mixing must be a mixbook.Mixing, got {type(mixing).__name__}")
+        if not isinstance(layer, str):
+            raise TypeError(f"layer must be a module path (str), got {type(layer).__name__}")
+        if layer == INPUT:
+            return self.model(mixing.apply(x))
+        module = self._modules.get(layer)
+        if module is None:
+            (layer,) = check_layers(self.model, [layer])
+            module = self.model.get_submodule(layer)
+        calls = 0
+
+        def hook(mod: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                raise RuntimeError(
+                    f"manifold mixup: layer {layer!r} ({type(mod).__name__}) was called more than once in "
+                    f"one forward pass (a shared module?); its output would be mixed twice. Choose a module "
+                    f"that runs once, e.g. the enclosing block"
+                )
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {type(output).__name__}, "
+                    f"not a tensor; only a module whose output is one tensor (b, *) can be mixed"
+                )
+            if output.ndim < 1 or output.shape[0] != mixing.batch_size or not output.is_floating_point():
+                raise TypeError(
+                    f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {output.dtype} tensor of "
+                    f"shape {tuple(output.shape)}; it must be floating with the batch of {mixing.batch_size} first"
+                )
+            return mixing.apply(output)
+
+        handle = module.register_forward_hook(hook)
+        try:
+            out = self.model(x)
+        finally:
+            handle.remove()
+        if calls == 0:
+            raise RuntimeError(
+                f"manifold mixup: layer {layer!r} ({type(module).__name__}) was never called by "
+                f"{type(self.model).__name__}.forward, so nothing was mixed; choose a module that runs"
+            )
+        return out
+
+    def __repr__(self) -> str:
+        return (f"ManifoldMixup({type(self.model).__name__}, layers={list(self.layers)}, alpha={self.alpha}, "
+                f"per_sample={self.per_sample}, pairing={self.pairing!r}, seed={self.seed})")
+
+
+def check_layers(model: nn.Module, layers: object) -> tuple[str, ...]:
+    """Validate candidate layer names for ``model``; return them as a tuple.
+
+    Raises ``TypeError`` unless ``layers`` is a sequence of strings (a bare string is refused),
+    and ``ValueError`` for an empty sequence, a duplicate, the empty path (the model itself:
+    its output is the logits) or a path that ``model.get_submodule`` does not know; the
+    message names the bad path and lists close matches and a few valid paths.
+    """
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a sequence of module paths such as ['input', 'features.1'], got {layers!r}")
+    if len(layers) == 0:
+        raise ValueError("layers must name at least one layer (a module path or 'input')")
+    valid = [INPUT] + [name for name, _ in model.named_modules() if name]
+    out = []
+    for path in layers:
+        if not isinstance(path, str):
+            raise TypeError(f"layers must hold module paths (str), got {type(path).__name__} {path!r}")
+        if path in out:
+            raise ValueError(f"layers names {path!r} twice; each candidate must be distinct")
+        if path != INPUT:
+            ok = bool(path)
+            if ok:
+                try:
+                    model.get_submodule(path)
+                except AttributeError:
+                    ok = False
+            if not ok:
+                close = difflib.get_close_matches(path, valid, n=3, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                shown = sorted(valid, key=lambda name: name.count("."))[:10]  # shallowest first (stable)
+                more = f" ... ({len(valid)} in all, see model.named_modules())" if len(valid) > len(shown) else ""
+                raise ValueError(
+                    f"layers: {path!r} is not a submodule of {type(model).__name__}{hint}. "
+                    f"Valid paths: {shown}{more}"
+                )
+        out.append(path)
+    return tuple(out)
+
+
+# ====================================================================== the gradient
+def _as_pairs(feature, head, x1, x2, y1, y2, lam):
+    """Check and normalise the arguments of the gradient functions to batches.
+
+    Returns ``x1, x2`` ``(b, *)``, ``y1, y2`` ``(b, k)``, ``lam`` ``(b, 1)`` in the targets' dtype.
+    """
+    if not isinstance(feature, nn.Module):
+        raise TypeError(f"feature must be a torch.nn.Module, got {type(feature).__name__}")
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"head must be a torch.nn.Linear (the linear G), got {type(head).__name__}")
+    x1, x2 = _checks.batch("x1", x1), _checks.batch("x2", x2)
+    y1, y2 = _checks.tensor("y1", y1), _checks.tensor("y2", y2)
+    if x1.shape != x2.shape:
+        raise ValueError(f"x1 and x2 must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}")
+    single = x1.ndim == 1
+    if single:
+        x1, x2, y1, y2 = x1[None], x2[None], y1[None], y2[None]
+    b, k = x1.shape[0], head.out_features
+    for name, t in (("y1", y1), ("y2", y2)):
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor of regression targets, got {t.dtype}")
+        if t.shape != (b, k):
+            want = f"({k},) for a single example" if single else f"({b}, {k})"
+            got = tuple(t.shape[1:]) if single else tuple(t.shape)
+            raise ValueError(f"{name} must have shape {want} (head.out_features = {k}), got {got}")
+    for name, t in (("x2", x2), ("y1", y1), ("y2", y2)):
+        _checks.same_device(name, t, x1.device)
+    if isinstance(lam, torch.Tensor):
+        if not lam.is_floating_point():
+            raise TypeError(f"lam must be a float or a floating tensor, got {lam.dtype}")
+        if lam.shape not in ((), (b,)):
+            raise ValueError(f"lam must be a float or have shape () or ({b},), got {tuple(lam.shape)}")
+        _checks.same_device("lam", lam, x1.device)
+        if _checks.check_values(lam) and not bool(((lam >= 0) & (lam <= 1)).all()):
+            raise ValueError("lam must lie in [0, 1]")
+        lam = lam.to(y1.dtype).expand(b).reshape(b, 1)
+    else:
+        lam = torch.full((b, 1), _checks.unit_interval("lam", lam, include_one=True), dtype=y1.dtype, device=x1.device)
+    return x1, x2, y1, y2, lam
+
+
+def _feature_params(feature: nn.Module) -> list[torch.nn.Parameter]:
+    params = [p for p in feature.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("feature has no parameters that require grad")
+    return params
+
+
+def _mixed_squared_loss(head, h1, h2, y1, y2, lam) -> torch.Tensor:
+    """``mean_i ½‖λ_i y1_i + (1−λ_i) y2_i − G(λ_i h1_i + (1−λ_i) h2_i)‖²``."""
+    target = lam * y1 + (1 - lam) * y2
+    return 0.5 * (target - head(lam * h1 + (1 - lam) * h2)).pow(2).sum(1).mean()
+
+
+def gradient_terms(
+    feature: nn.Module,
+    head: nn.Linear,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    y1: torch.Tensor,
+    y2: torch.Tensor,
+    lam: float | torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    r"""The four terms of the manifold-mixup gradient with respect to the feature map.
+
+    The loss, for a feature map ``F`` (parameters ``θ_F``) and a linear head
+    ``G(h) = W h + c`` (an ``nn.Linear``, bias optional), is the squared loss at the mixed
+    features::
+
+        L = ½ ‖ λ y1 + (1−λ) y2 − G(λ F(x1) + (1−λ) F(x2)) ‖²      (sum over the k outputs)
+
+    **Derivation.** ``G`` is affine and λ + (1−λ) = 1, so
+    ``G(λh + (1−λ)h') = λ G(h) + (1−λ) G(h')``. With ``r = y1 − G(F(x1))`` and
+    ``r' = y2 − G(F(x2))`` the residual at the mixed point is therefore ``R = λ r + (1−λ) r'``.
+    Its derivative is ``∂R/∂θ_F = −(λ J(x1) + (1−λ) J(x2))`` with ``J(x) = ∂(G∘F)(x)/∂θ_F``
+    (``k × |θ_F|``), and ``∇_{θ_F} L = (∂R/∂θ_F)ᵀ R`` expands into four terms::
+
+        ∇_{θ_F} L = −λ²      J(x1)ᵀ r      usual_1   (x1's residual through x1's Jacobian)
+                    −(1−λ)²  J(x2)ᵀ r'     usual_2   (x2's residual through x2's Jacobian)
+                    −λ(1−λ)  J(x2)ᵀ r      cross_1   (x1's residual through x2's Jacobian)
+                    −λ(1−λ)  J(x1)ᵀ r'     cross_2   (x2's residual through x1's Jacobian)
+
+    The usual terms are ERM's gradients on each example, down-weighted by λ² and (1−λ)²; the
+    cross terms couple an example's error to its partner's Jacobian. If ``G∘F`` fits both
+    pairs exactly (``r = r' = 0``) every term vanishes, whatever ``G∘F`` does between ``x1``
+    and ``x2`` in input space. Each term is one vector-Jacobian product
+    (``torch.autograd.grad`` of ``G(F(x))`` with ``grad_outputs`` the weighted residual); no
+    Jacobian is materialised.
+
+    Args:
+        feature: ``F``, any ``nn.Module``; it is called on ``x1`` and on ``x2`` as two separate
+            batches (put models with BatchNorm in eval mode).
+        head: ``G``, an ``nn.Linear`` with ``in_features`` = ``F``'s output width.
+        x1, x2: two single examples of shape ``(d,)`` (``F`` sees them as batches of one), or
+            two batches ``(b, *)`` of pairs ``(x1[i], x2[i])``.
+        y1, y2: their targets, ``(k,)`` for single examples, ``(b, k)`` for batches.
+        lam: λ in ``[0, 1]``: a float, or for batches a ``(b,)`` tensor (one λ a pair).
+
+    Returns:
+        A dict of flat vectors over ``F``'s parameters (those with ``requires_grad``,
+        concatenated in ``feature.parameters()`` order, each ``reshape(-1)``):
+        ``"usual_1"``, ``"usual_2"``, ``"cross_1"``, ``"cross_2"``, their sums ``"usual"``
+        and ``"cross"``, and ``"total"``: autograd's gradient of ``L`` itself, for comparison
+        (``total == usual + cross`` up to rounding). For batches ``L`` and every term are
+        *averaged* over the ``b`` pairs. The tensors are detached; ``F`` and ``G``'s ``.grad``
+        are not touched.
+    """
+    x1, x2, y1, y2, lam = _as_pairs(feature, head, x1, x2, y1, y2, lam)
+    params = _feature_params(feature)
+    b, mu = x1.shape[0], 1 - lam
+
+    def flat(grads) -> torch.Tensor:
+        return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
+
+    with torch.enable_grad():
+        h1, h2 = feature(x1), feature(x2)
+        o1, o2 = head(h1), head(h2)
+        r1, r2 = (y1 - o1).detach(), (y2 - o2).detach()
+        loss = _mixed_squared_loss(head, h1, h2, y1, y2, lam)
+
+        def vjp(out: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
+            return flat(torch.autograd.grad(out, params, grad_outputs=v, retain_graph=True, allow_unused=True))
+
+        terms = {
+            "usual_1": vjp(o1, -lam**2 * r1 / b),
+            "usual_2": vjp(o2, -mu**2 * r2 / b),
+            "cross_1": vjp(o2, -lam * mu * r1 / b),
+            "cross_2": vjp(o1, -lam * mu * r2 / b),
+            "total": vjp(loss, None),
+        }
+    terms["usual"] = terms["usual_1"] + terms["usual_2"]
+    terms["cross"] = terms["cross_1"] + terms["cross_2"]
+    return terms
+
+
+def decomposed_loss(
+    feature: nn.Module,
+    head: nn.Linear,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    y1: torch.Tensor,
+    y2: torch.Tensor,
+    lam: float | torch.Tensor,
+    keep: str = "all",
+) -> torch.Tensor:
+    """The manifold-mixup squared loss with only some gradient terms reaching ``F``.
+
+    Same setting and arguments as :func:`gradient_terms` (batches ``(b, d)``, targets
+    ``(b, k)``, ``lam`` a float or ``(b,)`` tensor; single examples also work). The returned
+    scalar always has the *value* of the manifold-mixup loss
+    ``mean_i ½‖λ_i y1_i + (1−λ_i) y2_i − G(λ_i F(x1_i) + (1−λ_i) F(x2_i))‖²``; its *gradient*:
+
+    * for ``G``'s parameters: the full manifold-mixup gradient, for every ``keep``;
+    * for ``F``'s parameters: ``keep="all"``: usual + cross (= plain autograd of the loss);
+      ``"usual"``: ``usual_1 + usual_2`` only; ``"cross"``: ``cross_1 + cross_2`` only;
+      ``"none"``: zero (a frozen feature map), all averaged over the batch as in
+      :func:`gradient_terms`.
+
+    Construction (stop-gradients, no hooks): with ``h = F(x1)``, ``h' = F(x2)``,
+
+    * ``full = ½‖λy1 + (1−λ)y2 − G(λ h.detach() + (1−λ) h'.detach())‖²`` trains ``G`` only;
+    * with ``G`` evaluated by ``F.linear`` on *detached* weights, ``o = G(h)``, ``o' = G(h')``
+      and the constant residuals ``r = (y1 − o).detach()``, ``r' = (y2 − o').detach()``::
+
+          s_usual = −[λ² r·o + (1−λ)² r'·o']        ∇_{θ_F} s_usual = usual_1 + usual_2
+          s_cross = −λ(1−λ) [r·o' + r'·o]           ∇_{θ_F} s_cross = cross_1 + cross_2
+
+    * the result is ``full + (s − s.detach())`` with ``s`` the kept surrogates (batch means),
+      which adds their gradient and nothing to the value.
+
+    Use it as any loss: ``decomposed_loss(model.features, model.head, x1, x2, y1, y2, lam,
+    keep="usual").backward()`` then an optimiser step.
+    """
+    keep = _checks.choice("keep", keep, KEEP)
+    x1, x2, y1, y2, lam = _as_pairs(feature, head, x1, x2, y1, y2, lam)
+    mu = 1 - lam
+    h1, h2 = feature(x1), feature(x2)
+    full = _mixed_squared_loss(head, h1.detach(), h2.detach(), y1, y2, lam)
+    if keep == "none":
+        return full
+    weight = head.weight.detach()
+    bias = None if head.bias is None else head.bias.detach()
+    o1, o2 = F.linear(h1, weight, bias), F.linear(h2, weight, bias)
+    r1, r2 = (y1 - o1).detach(), (y2 - o2).detach()
+    s = torch.zeros((), dtype=full.dtype, device=full.device)
+    if keep in ("all", "usual"):
+        s = s - (lam**2 * (r1 * o1).sum(1, keepdim=True) + mu**2 * (r2 * o2).sum(1, keepdim=True)).mean()
+    if keep in ("all", "cross"):
+        s = s - (lam * mu * ((r1 * o2).sum(1, keepdim=True) + (r2 * o1).sum(1, keepdim=True))).mean()
+    return full + (s - s.detach())
+
+
+# ====================================================================== flatness
+def flatness(features: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Singular-value spectra of class-conditional features and their effective rank.
+
+    Verma et al. (2019, §3 and Fig. 4) show that manifold mixup *flattens* the representation
+    of each class: the class-conditional features concentrate on fewer directions, i.e. fewer
+    large singular values. For every class ``c`` with at least two examples, take its features
+    ``Z_c`` ``(n_c, d)``, centre them on the class mean, and compute the singular values
+    ``s_1 ≥ ... ≥ s_m`` (``m = min(n_c, d)``). Normalise them to ``p_j = s_j / Σ s`` and
+    summarise by the **effective rank** (Roy & Vetterli 2007)::
+
+        erank_c = exp(−Σ_j p_j log p_j)        (0 log 0 = 0)
+
+    which is 1 for points on a line, ``r`` for ``r`` equal singular values (points spread
+    evenly in an ``r``-dimensional subspace), ``d`` for an isotropic cloud, and in general a
+    smooth count of the significant directions. A class whose centred features are all zero
+    has effective rank 0. Flatter class representations give a smaller mean effective rank.
+    Note ``erank_c ≤ min(n_c − 1, d)``: use ``n_c`` well above ``d`` to compare models.
+
+    This is an analysis function: it loops over the classes and synchronises with the device.
+    The spectra are computed in float64.
+
+    Args:
+        features: ``(n, d)`` floating tensor, e.g. ``model.features(x)`` under ``no_grad``.
+        labels: ``(n,)`` integer class labels on the same device.
+
+    Returns:
+        A dict with
+        ``"classes"``: ``(C,)`` int64, the classes analysed (sorted; those with ≥ 2 examples);
+        ``"singular_values"``: ``(C, d)`` float64, row ``c`` the normalised singular values
+        ``p`` of class ``classes[c]`` in descending order, zero-padded when ``n_c < d``;
+        ``"effective_rank"``: ``(C,)`` float64;
+        ``"mean_effective_rank"``: a Python float, the mean over the classes (the summary).
+    """
+    features = _checks.batch("features", features)
+    if features.ndim != 2:
+        raise ValueError(f"features must have shape (n, d), got {tuple(features.shape)}")
+    labels = _checks.labels("labels", labels)
+    _checks.same_batch("labels", labels, features.shape[0])
+    _checks.same_device("labels", labels, features.device)
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("features must be finite")
+    d = features.shape[1]
+    z = features.detach().to(torch.float64)
+    classes, counts = torch.unique(labels, return_counts=True)
+    classes = classes[counts >= 2]
+    if classes.numel() == 0:
+        raise ValueError("flatness needs at least one class with two or more examples")
+    spectra, eranks = [], []
+    for c in classes.tolist():
+        zc = z[labels == c]
+        s = torch.linalg.svdvals(zc - zc.mean(0, keepdim=True))
+        total = s.sum()
+        p = s / total if bool(total > 0) else torch.zeros_like(s)
+        entropy = -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum()
+        eranks.append(entropy.exp() if bool(total > 0) else torch.zeros((), dtype=z.dtype, device=z.device))
+        spectra.append(F.pad(p, (0, d - p.shape[0])))
+    erank = torch.stack(eranks)
+    return {
+        "classes": classes.long(),
+        "singular_values": torch.stack(spectra),
+        "effective_rank": erank,
+        "mean_effective_rank": float(erank.mean()),
+    }
+
+
+__all__ = ["INPUT", "KEEP", "ManifoldMixup", "check_layers", "gradient_terms", "decomposed_loss", "flatness"]
