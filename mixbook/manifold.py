@@ -95,6 +95,14 @@ class ManifoldMixup:
         * The chosen module must run exactly once per forward: a module called twice (a shared
           activation, as ``layerK.M.relu`` in a ResNet block) raises ``RuntimeError`` at its
           second call, one that is never called raises ``RuntimeError`` after the forward.
+        * A convex combination commutes with an affine map, so mixing the output of a
+          ``Linear`` or ``Conv`` equals mixing its input. In the book's ``MLP``
+          (``features`` = Flatten, Linear, ReLU, Linear, ReLU), ``"features.1"`` mixes like
+          ``"input"`` and ``"features.3"`` like ``"features.2"``; the distinct hidden choices are
+          the post-activation paths ``"features.2"`` and ``"features.4"`` (= ``"features"``,
+          the embedding). In ``SmallCNN`` they are ``"features.1"``, ``"features.3"``,
+          ``"features.4"`` (after max-pooling) and ``"features.6"`` (≡ ``"features"``: average
+          pooling and flattening are linear too).
         * Layers before the chosen one see the *unmixed* batch (BatchNorm statistics
           included), as in the paper. The hook is appended after the module's existing hooks.
         * No host synchronisation: the layer is chosen on the host, λ and partners are sampled
@@ -118,9 +126,7 @@ class ManifoldMixup:
         self.layers = check_layers(model, layers)
         self._modules = {name: model.get_submodule(name) for name in self.layers if name != INPUT}
         self.alpha = _checks.positive_float("alpha", alpha)
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
-        self.per_sample = per_sample
+        self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")

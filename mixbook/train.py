@@ -173,9 +173,7 @@ class ManifoldMixupMethod:
             raise TypeError(f"layers must be a non-empty list of module paths (str), got {layers!r}")
         self.layers = tuple(layers)
         self.alpha = _checks.positive_float("alpha", alpha)
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
-        self.per_sample = per_sample
+        self.per_sample = _checks.boolean("per_sample", per_sample)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         self.seed = seed

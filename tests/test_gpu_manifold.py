@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from _stats import cuda_gen
 from mixbook import losses, mixup, models, train
 from mixbook.manifold import ManifoldMixup, decomposed_loss, flatness, gradient_terms
 
@@ -21,10 +22,6 @@ pytestmark = [
 ]
 
 LAYERS = ["input", "features.2", "features.3", "features"]
-
-
-def cuda_gen(seed: int) -> torch.Generator:
-    return torch.Generator(device="cuda").manual_seed(seed)
 
 
 def _mlp(seed: int = 0, dtype=torch.float32) -> models.MLP:

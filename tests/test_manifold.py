@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 import pytest
@@ -12,15 +13,12 @@ import torchvision
 from scipy import stats
 from torch import nn
 
+from _stats import cpu_gen
 from mixbook import data, losses, manifold, mixup, models, train
 from mixbook.manifold import ManifoldMixup, decomposed_loss, flatness, gradient_terms
 from mixbook.mixing import Mixing
 
 MLP_LAYERS = ["input", "features.1", "features.3"]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _mlp(seed: int = 0, num_classes: int = 3) -> models.MLP:
@@ -29,7 +27,7 @@ def _mlp(seed: int = 0, num_classes: int = 3) -> models.MLP:
 
 
 def _batch(b: int = 6, c: int = 3, seed: int = 0, shape=(2,), dtype=torch.float32):
-    g = _gen(seed)
+    g = cpu_gen(seed)
     return torch.randn(b, *shape, generator=g, dtype=dtype), torch.randint(0, c, (b,), generator=g)
 
 
@@ -47,13 +45,13 @@ class Boom(nn.Module):
         self.head = nn.Linear(4, 2)
 
     def forward(self, x):
-        h = self.features(x)
+        self.features(x)
         raise RuntimeError("boom inside forward")
 
 
 def test_hooks_removed_after_exception_in_forward():
     model = Boom()
-    mm = ManifoldMixup(model, ["features.0", "features"], generator=_gen(0))
+    mm = ManifoldMixup(model, ["features.0", "features"], generator=cpu_gen(0))
     x, y = _batch(c=2)
     for _ in range(4):
         with pytest.raises(RuntimeError, match="boom inside forward"):
@@ -96,13 +94,13 @@ class Net(nn.Module):
 ])
 def test_bad_hooked_modules_raise_and_leave_no_hook(layer, error, match):
     model = Net()
-    mm = ManifoldMixup(model, [layer], generator=_gen(1))
+    mm = ManifoldMixup(model, [layer], generator=cpu_gen(1))
     x, y = _batch(c=2)
     with pytest.raises(error, match=match):
         mm(x, y)
     assert _all_hooks(model) == 0
     # A good layer still works on the same model afterwards.
-    logits, m = ManifoldMixup(model, ["lin"], generator=_gen(1))(x, y)
+    logits, m = ManifoldMixup(model, ["lin"], generator=cpu_gen(1))(x, y)
     assert logits.shape == (6, 2) and _all_hooks(model) == 0
 
 
@@ -110,7 +108,7 @@ def test_no_hook_left_and_inputs_untouched_after_a_normal_call():
     model = _mlp()
     x, y = _batch()
     x0 = x.clone()
-    mm = ManifoldMixup(model, MLP_LAYERS, generator=_gen(0))
+    mm = ManifoldMixup(model, MLP_LAYERS, generator=cpu_gen(0))
     for _ in range(6):
         logits, m = mm(x, y)
         assert logits.shape == (6, 3) and isinstance(m, Mixing) and m.is_pairwise
@@ -124,9 +122,9 @@ def test_no_hook_left_and_inputs_untouched_after_a_normal_call():
 def test_input_layer_is_input_mixup(seed, per_sample):
     model = _mlp(seed)
     x, y = _batch(8, seed=seed)
-    mm = ManifoldMixup(model, ["input"], alpha=0.4, per_sample=per_sample, generator=_gen(seed))
+    mm = ManifoldMixup(model, ["input"], alpha=0.4, per_sample=per_sample, generator=cpu_gen(seed))
     logits, m = mm(x, y)
-    ref = mixup.sample(x, y, alpha=0.4, per_sample=per_sample, generator=_gen(seed))
+    ref = mixup.sample(x, y, alpha=0.4, per_sample=per_sample, generator=cpu_gen(seed))
     assert torch.equal(m.partner, ref.partner) and torch.equal(m.lam, ref.lam)
     assert mm.last_layer == "input"
     assert torch.equal(logits, model(ref.apply(x)))
@@ -145,7 +143,7 @@ def _mlp_by_hand(model, x, m, layer):
 def test_hidden_layer_equals_running_the_halves_by_hand(layer):
     model = _mlp(3)
     x, y = _batch(8, seed=3)
-    logits, m = ManifoldMixup(model, [layer], alpha=1.0, generator=_gen(3))(x, y)
+    logits, m = ManifoldMixup(model, [layer], alpha=1.0, generator=cpu_gen(3))(x, y)
     assert torch.equal(logits, _mlp_by_hand(model, x, m, layer))
     # One representative of each other class of layers (an affine layer mixes like its input).
     kind = {"features.1": 0, "features.2": 1, "features.3": 1, "features": 2}
@@ -159,7 +157,7 @@ def test_mixing_after_an_affine_layer_is_mixing_before_it():
     features.1 (the first Linear) is input mixup, and features.3 is features.2 (post-ReLU)."""
     model = _mlp(3)
     x, y = _batch(8, seed=3)
-    m = mixup.sample(x, y, alpha=1.0, generator=_gen(3))
+    m = mixup.sample(x, y, alpha=1.0, generator=cpu_gen(3))
     mm = ManifoldMixup(model, ["input"])
     out = {layer: mm.mix_at(x, m, layer) for layer in ["input", "features.1", "features.2", "features.3"]}
     torch.testing.assert_close(out["features.1"], out["input"], atol=1e-6, rtol=1e-6)
@@ -170,7 +168,7 @@ def test_mixing_after_an_affine_layer_is_mixing_before_it():
 def test_mix_at_with_a_dense_mixing_changes_the_batch_there():
     model = _mlp(4)
     x, _ = _batch(5, seed=4)
-    w = torch.softmax(torch.randn(7, 5, generator=_gen(4)), 1)
+    w = torch.softmax(torch.randn(7, 5, generator=cpu_gen(4)), 1)
     m = Mixing.from_dense(w)
     out = ManifoldMixup(model, ["features.3"]).mix_at(x, m, "features.3")
     assert out.shape == (7, 3)
@@ -184,7 +182,7 @@ def test_mix_at_with_a_dense_mixing_changes_the_batch_there():
 def test_targets_match_the_mixing():
     model = _mlp(5)
     x, y = _batch(10, seed=5)
-    mm = ManifoldMixup(model, MLP_LAYERS, per_sample=True, generator=_gen(5))
+    mm = ManifoldMixup(model, MLP_LAYERS, per_sample=True, generator=cpu_gen(5))
     for _ in range(3):
         logits, m = mm(x, y)
         oh = F.one_hot(y, 3).float()
@@ -200,7 +198,7 @@ def test_targets_match_the_mixing():
 def test_batch_of_one_is_a_no_op():
     model = _mlp(6)
     x, y = _batch(1, seed=6)
-    mm = ManifoldMixup(model, MLP_LAYERS, generator=_gen(6))
+    mm = ManifoldMixup(model, MLP_LAYERS, generator=cpu_gen(6))
     for _ in range(4):
         logits, m = mm(x, y)
         torch.testing.assert_close(logits, model(x))
@@ -224,7 +222,7 @@ def test_layer_choice_is_uniform_and_reproducible():
     other = ManifoldMixup(model, layers, seed=8)
     assert [other(x, y) and other.last_layer for _ in range(200)] != seq[:200]
     # The layer sequence does not depend on the generator of λ.
-    g = ManifoldMixup(model, layers, seed=7, generator=_gen(123))
+    g = ManifoldMixup(model, layers, seed=7, generator=cpu_gen(123))
     assert [g(x, y) and g.last_layer for _ in range(50)] == seq[:50]
     assert ManifoldMixup(model, layers).last_layer is None
 
@@ -233,7 +231,7 @@ def test_layer_choice_is_uniform_and_reproducible():
 def test_bad_layer_names():
     model = _mlp()
     for bad, hint in [("features.9", None), ("feature", "features"), ("head.weight", None), ("", None)]:
-        with pytest.raises(ValueError, match=f"layers: '{re_escape(bad)}' is not a submodule of MLP") as err:
+        with pytest.raises(ValueError, match=f"layers: '{re.escape(bad)}' is not a submodule of MLP") as err:
             ManifoldMixup(model, ["input", bad])
         assert "features.1" in str(err.value) and "'input'" in str(err.value)
         if hint:
@@ -269,12 +267,6 @@ def test_bad_layer_names():
     assert _all_hooks(model) == 0
 
 
-def re_escape(s: str) -> str:
-    import re
-
-    return re.escape(s)
-
-
 # ====================================================================== other architectures
 def _resnet(seed: int = 0):
     torch.manual_seed(seed)
@@ -294,7 +286,7 @@ def test_resnet18():
     net = _resnet()
     x, y = _batch(2, c=10, shape=(3, 32, 32), seed=8)
     layers = ["layer1", "layer2", "layer3"]
-    mm = ManifoldMixup(net, layers, alpha=2.0, generator=_gen(8))
+    mm = ManifoldMixup(net, layers, alpha=2.0, generator=cpu_gen(8))
     net.eval()
     m = Mixing.pairwise(torch.tensor([1, 0]), torch.tensor([0.3, 0.6]))
     with torch.no_grad():
@@ -320,12 +312,16 @@ def test_small_cnn():
     torch.manual_seed(10)
     cnn = models.SmallCNN(in_channels=1, num_classes=10, width=4)
     x, y = _batch(5, c=10, shape=(1, 8, 8), seed=10)
-    mm = ManifoldMixup(cnn, ["input", "features.4", "features"], generator=_gen(10))
-    m = mixup.sample(x, y, alpha=2.0, generator=_gen(11))
+    mm = ManifoldMixup(cnn, ["input", "features.4", "features"], generator=cpu_gen(10))
+    m = mixup.sample(x, y, alpha=2.0, generator=cpu_gen(11))
     f = cnn.features
     torch.testing.assert_close(mm.mix_at(x, m, "features.4"), cnn.head(f[5:](m.apply(f[:5](x)))))
     torch.testing.assert_close(mm.mix_at(x, m, "features"), cnn.head(m.apply(f(x))))
     torch.testing.assert_close(mm.mix_at(x, m, "input"), cnn(m.apply(x)))
+    # Average pooling and flattening are linear: mixing after features.6 (ReLU) is mixing the embedding,
+    # while max-pooling is not: features.4 differs from features.3.
+    torch.testing.assert_close(mm.mix_at(x, m, "features.6"), mm.mix_at(x, m, "features"), atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(mm.mix_at(x, m, "features.4"), mm.mix_at(x, m, "features.3"), atol=1e-4)
     logits, m = mm(x, y)
     losses.mixed_cross_entropy(logits, y, y[m.partner], m.lam).backward()
     assert cnn.features[0].weight.grad is not None and _all_hooks(cnn) == 0
@@ -343,7 +339,7 @@ def _f_and_g(seed: int = 0):
 
 
 def _pair_data(b: int | None, seed: int = 0):
-    g = _gen(100 + seed)
+    g = cpu_gen(100 + seed)
     shape = (D,) if b is None else (b, D)
     yshape = (K,) if b is None else (b, K)
     return (torch.randn(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64),
@@ -506,7 +502,7 @@ def test_gradient_argument_errors():
 # ====================================================================== flatness
 def _class_data(n_per: int, d: int, rank: int, classes: int = 3, seed: int = 0):
     """Class c: a random mean plus isotropic noise in a random rank-``rank`` subspace of R^d."""
-    g = _gen(seed)
+    g = cpu_gen(seed)
     feats, labels = [], []
     for c in range(classes):
         basis = torch.linalg.qr(torch.randn(d, rank, generator=g, dtype=torch.float64))[0]  # (d, rank)
@@ -534,7 +530,7 @@ def test_flatness_counts_the_directions_of_each_class(rank):
 
 def test_flatness_isotropic_and_edge_cases():
     d = 6
-    g = _gen(1)
+    g = cpu_gen(1)
     x = torch.randn(6000, d, generator=g)
     y = torch.randint(0, 2, (6000,), generator=g)
     assert flatness(x, y)["mean_effective_rank"] == pytest.approx(d, abs=0.1)
