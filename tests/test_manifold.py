@@ -606,3 +606,55 @@ def test_method_arguments(moons):
 def test_module_exports():
     assert set(manifold.__all__) <= set(dir(manifold))
     assert manifold.INPUT == "input" and manifold.KEEP == ("all", "usual", "cross", "none")
+
+
+# ---------------------------------------------------------------------- fit_decomposed
+def _toy_regression():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(96, 2, generator=g, dtype=torch.float64) * 4 - 2
+    y = torch.sin(2 * x[:, :1]) * torch.cos(x[:, 1:])
+    return x[:64], y[:64], x[64:], y[64:]
+
+
+def _toy_model(seed=0):
+    torch.manual_seed(seed)
+    return (torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh()).double(),
+            torch.nn.Linear(16, 1).double())
+
+
+@pytest.mark.parametrize("mode", manifold.MODES)
+def test_fit_decomposed_runs_and_is_deterministic(mode):
+    x, y, xt, yt = _toy_regression()
+    runs = []
+    for _ in range(2):
+        f, g = _toy_model()
+        runs.append(manifold.fit_decomposed(f, g, x, y, xt, yt, mode=mode, epochs=3, batch_size=16, lr=1e-2, seed=3))
+    assert runs[0].equals(runs[1])
+    h = runs[0]
+    assert list(h.epoch) == [1, 2, 3]
+    assert (h.usual_norm > 0).all() and (h.cross_norm >= 0).all()
+    assert h.test_accuracy.isna().all()  # regression targets: no accuracy
+
+
+def test_fit_decomposed_erm_learns_and_classification_accuracy():
+    x, y, xt, yt = _toy_regression()
+    f, g = _toy_model()
+    h = manifold.fit_decomposed(f, g, x, y, xt, yt, mode="erm", epochs=60, batch_size=16, lr=1e-2)
+    assert h.test_mse.iloc[-1] < 0.5 * h.test_mse.iloc[0]
+    labels = (y[:, 0] > 0).long()
+    onehot = torch.nn.functional.one_hot(labels, 2).double()
+    f, _ = _toy_model()
+    h = manifold.fit_decomposed(f, torch.nn.Linear(16, 2).double(), x, onehot, x, onehot, mode="all", epochs=2,
+                                batch_size=16)
+    assert h.test_accuracy.between(0, 1).all()
+
+
+def test_fit_decomposed_bad_arguments():
+    x, y, xt, yt = _toy_regression()
+    f, g = _toy_model()
+    with pytest.raises(ValueError, match="mode"):
+        manifold.fit_decomposed(f, g, x, y, xt, yt, mode="some")
+    with pytest.raises(ValueError, match="y must be"):
+        manifold.fit_decomposed(f, g, x, y[:, 0], xt, yt, mode="erm")
+    with pytest.raises(ValueError, match="y_test"):
+        manifold.fit_decomposed(f, g, x, y, xt, yt[:-1], mode="erm")
