@@ -129,6 +129,14 @@ def same_batch(name: str, x: torch.Tensor, batch_size: int) -> None:
         raise ValueError(f"{name} must have batch size {batch_size}, got {got}")
 
 
+def optional_companion(name: str, y: object, x: torch.Tensor) -> None:
+    """If ``y`` is given: a tensor with ``x``'s batch size, on ``x``'s device (values unchecked)."""
+    if y is not None:
+        tensor(name, y)
+        same_batch(name, y, x.shape[0])
+        same_device(name, y, x.device)
+
+
 def same_device(name: str, x: torch.Tensor, device: torch.device) -> None:
     if x.device != device:
         raise ValueError(f"{name} is on {x.device} but expected {device} (where the mixing / logits live); move one of them")

@@ -120,10 +120,7 @@ def sample(
     alpha = _checks.positive_float("alpha", alpha)
     per_sample = _checks.boolean("per_sample", per_sample)
     b = x.shape[0]
-    if y is not None:
-        _checks.tensor("y", y)
-        _checks.same_batch("y", y, b)
-        _checks.same_device("y", y, x.device)
+    _checks.optional_companion("y", y, x)
     _checks.generator(generator, x.device)
     partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
                    device=x.device, generator=generator)

@@ -198,10 +198,7 @@ def sample(
     x = _checks.batch("x", x)
     gamma = _checks.positive_float("gamma", gamma)
     b = x.shape[0]
-    if y is not None:
-        _checks.tensor("y", y)
-        _checks.same_batch("y", y, b)
-        _checks.same_device("y", y, x.device)
+    _checks.optional_companion("y", y, x)
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     w = weights(b, gamma, n=n, dominant=dominant, device=x.device, dtype=dtype, generator=generator)
     return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks

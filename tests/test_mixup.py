@@ -325,8 +325,12 @@ def test_mixup_constructor_bad_arguments():
         MixUp(num_classes=3, generator=123)
 
 
-def test_mixup_forward_bad_batches():
-    mix = MixUp(alpha=1.0, num_classes=3)
+@pytest.mark.parametrize("transform", ["MixUp", "ZetaMixup"])
+def test_transform_forward_bad_batches(transform):
+    """The shared MixingTransform.forward validates batches the same way for every transform."""
+    from mixbook.zeta import ZetaMixup
+
+    mix = MixUp(alpha=1.0, num_classes=3) if transform == "MixUp" else ZetaMixup(num_classes=3)
     x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 1])
     for dtype in (torch.uint8, torch.int64):
         with pytest.raises(TypeError, match=r"\bx\b must be a floating-point tensor"):
