@@ -156,7 +156,8 @@ class ManifoldMixupMethod:
 
     Args:
         layers: candidate module paths of the trained model (``"input"`` = input mixup), e.g.
-            ``["input", "features.1", "features.3"]`` for ``models.MLP(2, 2, (h, h))``. They
+            ``["input", "features.2", "features.4"]`` for ``models.MLP(2, 2, (h, h))`` (the outputs
+            of its ReLUs: mixing right after a Linear equals mixing its input). They
             are checked against the model at its first step (``ValueError`` for a bad path).
         alpha: α > 0 of Beta(α, α) (the paper uses 2).
         per_sample: one λ per example instead of per batch.
