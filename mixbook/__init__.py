@@ -10,21 +10,23 @@ Public names::
     MixUp, mixup.sample             input mixup (Zhang et al. 2018)
     reformulation.sample / .mix     keep the first label, λ ~ Beta(α+1, α); unlabelled partners
     ZetaMixup, zeta.sample          ζ-mixup (Abhishek et al. 2024): p-series weights over the batch
+    MultiMix, multimix.sample       MultiMix (Venkataramanan et al. 2023): Dirichlet mixes, n > b
     soft_cross_entropy, mixed_cross_entropy, one_hot
     fit, repeat                     the training loop every chapter uses
     setup                           seeds, device, plot style
     set_value_checks                when tensor values are checked (CPU only by default)
 
-Modules: mixing, distributions, mixup, reformulation, zeta, losses, metrics, data, models,
-train, plotting, notebook, runtime, bench.
+Modules: mixing, distributions, mixup, reformulation, zeta, multimix, manifold, synthetic, losses,
+metrics, data, models, train, plotting, notebook, runtime, bench.
 """
 
-from . import (bench, data, distributions, losses, metrics, mixing, mixup, models, notebook, plotting,
-               reformulation, runtime, train, zeta)
+from . import (bench, data, distributions, losses, manifold, metrics, mixing, mixup, models, multimix,
+               notebook, plotting, reformulation, runtime, synthetic, train, zeta)
 from ._checks import set_value_checks, value_checks
 from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
 from .mixing import Mixing
 from .mixup import MixUp
+from .multimix import MultiMix
 from .zeta import ZetaMixup
 from .runtime import resolve_device, setup
 from .train import fit, repeat
@@ -32,8 +34,8 @@ from .train import fit, repeat
 __version__ = "0.1.0"
 
 __all__ = [
-    "Mixing", "MixUp", "ZetaMixup", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
+    "Mixing", "MixUp", "ZetaMixup", "MultiMix", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
     "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
     "bench", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
-    "plotting", "reformulation", "runtime", "train", "zeta",
+    "manifold", "multimix", "plotting", "reformulation", "runtime", "synthetic", "train", "zeta",
 ]

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import _checks, metrics, mixup, reformulation, zeta
-from . import manifold
+from . import _checks, manifold, metrics, mixup, multimix, reformulation, zeta
 from .data import Split
 from .losses import mixed_cross_entropy, soft_cross_entropy
 from .runtime import resolve_device
@@ -143,6 +142,30 @@ class Zeta:
 
     def __repr__(self) -> str:
         return f"Zeta(gamma={self.gamma})"
+
+
+@register("multimix")
+class MultiMixMethod:
+    """MultiMix at the input (Venkataramanan et al. 2023): ``n`` Dirichlet(α) mixes of the batch.
+
+    Scored with soft-target cross-entropy over all ``n`` outputs. (The paper mixes in embedding
+    space; pass a dense mixing to :meth:`mixbook.manifold.ManifoldMixup.mix_at` for that.)
+
+    Args:
+        alpha: α > 0 of the Dirichlet.
+        n: outputs per batch (``None``: the batch size).
+    """
+
+    def __init__(self, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None) -> None:
+        self.alpha = _checks.positive_float("alpha", alpha)
+        self.n = None if n is None else _checks.positive_int("n", n)
+
+    def loss(self, model, x, y, num_classes, generator):
+        m = multimix.sample(x, y, n=self.n, alpha=self.alpha, generator=generator)
+        return soft_cross_entropy(model(m.apply(x)), m.targets(y, num_classes))
+
+    def __repr__(self) -> str:
+        return f"MultiMix(alpha={self.alpha}, n={self.n})"
 
 
 @register("manifold_mixup")

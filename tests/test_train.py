@@ -154,3 +154,11 @@ def test_reformulated_pool_follows_dtype():
     x, y = torch.randn(4, 2, dtype=torch.float64), torch.tensor([0, 1, 0, 1])
     loss = method.loss(model, x, y, 2, torch.Generator().manual_seed(0))
     assert loss.dtype == torch.float64
+
+
+def test_multimix_method_trains(moons):
+    _, h1 = _fit(moons, train.make_method("multimix", alpha=1.0, n=48), epochs=2)
+    _, h2 = _fit(moons, train.make_method("multimix", alpha=1.0, n=48), epochs=2)
+    assert h1.final["train_loss"] == h2.final["train_loss"]
+    with pytest.raises(ValueError, match="n"):
+        train.make_method("multimix", n=0)

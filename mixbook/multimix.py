@@ -1,0 +1,305 @@
+"""MultiMix (Venkataramanan, Kijak, Amsaleg & Avrithis, NeurIPS 2023) and its dense variant.
+
+"Embedding Space Interpolation Beyond Mini-Batch, Beyond Pairs and Beyond Examples": from a
+mini-batch of ``b`` examples, MultiMix makes an *arbitrary* number ``n`` of synthetic examples
+(the paper uses ``n = 1000`` from ``b = 128``, i.e. beyond the mini-batch), each a convex
+combination of *all* ``b`` examples (beyond pairs), with weights drawn from a symmetric
+Dirichlet distribution.
+
+**Conventions.** The paper stores embeddings as columns, ``Z ∈ R^(d×b)``, and writes
+
+    Z̃ = Z Λ,    Ỹ = Y Λ,    Λ ∈ R^(b×n),  every *column* of Λ ~ Dirichlet(α 1_b).
+
+mixbook stores a batch as rows (``X ∈ R^(b×d)``) and a mixing as
+:class:`~mixbook.mixing.Mixing` ``W ∈ R^(n×b)``, so here ``W = Λᵀ``: every *row* of ``W`` is
+Dirichlet(α 1_b), and ``X̃ = W X``, ``Ỹ = W Y``. :func:`weights` draws all of ``W`` in one shot
+on the device (:func:`mixbook.distributions.dirichlet`, a softmax of log-gamma variates, exact
+for small α; as α → 0 every row tends to a vertex, i.e. one example copied; as α → ∞ every
+row tends to the uniform average ``1/b``). The marginal of one entry is Beta(α, (b − 1)α): mean
+``1/b``, variance ``(1/b)(1 − 1/b)/(bα + 1)``.
+
+**Dense MultiMix.** For a feature map with ``r = h·w`` spatial positions, the paper mixes every
+position ``j`` separately, re-weighting the examples by an attention map ``a^j ∈ R^b`` (the
+class activation map of each example's own label, :func:`cam_attention`):
+``M^j = diag(a^j) Λ``, with each *column* of ``M^j`` normalised to sum to 1. In the row
+convention of mixbook this is (:func:`dense_weights`)
+
+    W^j[k, i] = W[k, i] a[i, j] / Σ_i' W[k, i'] a[i', j],
+
+so each row of each ``W^j`` sums to 1; :func:`apply_dense` computes
+``out[k, :, j] = Σ_i W^j[k, i] features[i, :, j]`` for all ``j`` with one ``einsum``. Targets
+are not spatial: the paper mixes them with the position-averaged weights
+``W̄ = (1/r) Σ_j W^j`` (:func:`dense_targets`), which is again row-stochastic.
+
+If ``Σ_i W[k, i] a[i, j] = 0`` (the attention at position ``j`` is zero on every example that
+row ``k`` mixes) the re-weighting is undefined; that row falls back to the unweighted row
+``W[k]`` at that position, so the result is always a valid convex combination.
+
+Nothing here loops over rows or positions in Python, reads a value to the host, or modifies its
+inputs; the functions run on the inputs' device under ``torch.cuda.set_sync_debug_mode("error")``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from .distributions import dirichlet
+from .mixing import Mixing, MixingTransform
+
+__all__ = ["weights", "sample", "MultiMix", "dense_weights", "apply_dense", "dense_targets",
+           "cam_attention", "DEFAULT_ALPHA"]
+
+DEFAULT_ALPHA = 1.0
+"""The Dirichlet concentration α of the paper's experiments (uniform on the simplex)."""
+
+
+def _floating_dtype(dtype: object) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError("dtype must be a floating-point torch.dtype (float16, bfloat16, float32 or float64), "
+                        f"got {dtype!r}")
+    return dtype
+
+
+def _floating(name: str, t: object, ndim: int | tuple[int, ...], shape_text: str) -> torch.Tensor:
+    """A floating tensor with ``ndim`` dimensions (one of them, if a tuple), none empty."""
+    t = _checks.tensor(name, t)
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
+                        f"got {t.dtype}; convert integer images first, e.g. x.float() / 255")
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if t.ndim not in dims or t.numel() == 0:
+        raise ValueError(f"{name} must have shape {shape_text} with every size >= 1, got {tuple(t.shape)}")
+    return t
+
+
+# ---------------------------------------------------------------------- MultiMix
+def weights(
+    b: int,
+    n: int,
+    alpha: float = DEFAULT_ALPHA,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The MultiMix matrix ``W = Λᵀ`` ``(n, b)``: every row an independent Dirichlet(α 1_b).
+
+    Args:
+        b: number of inputs (columns), ``b >= 1``.
+        n: number of outputs (rows), ``n >= 1``; any ``n``, in particular ``n > b``
+            (the paper: ``n = 1000`` from ``b = 128``).
+        alpha: Dirichlet concentration α > 0 (finite); 1 is uniform on the simplex.
+        device: where to build ``W`` (default CPU).
+        dtype: floating dtype of ``W`` (fp16/bf16 are drawn in float32 and rounded once).
+        generator: optional ``torch.Generator`` on that device.
+
+    Returns:
+        ``(n, b)`` tensor, non-negative, rows summing to 1. ``b = 1`` gives a column of ones.
+    """
+    b = _checks.positive_int("b", b)
+    n = _checks.positive_int("n", n)
+    alpha = _checks.positive_float("alpha", alpha)
+    dtype = _floating_dtype(dtype)
+    device = torch.empty(0, device=device).device if device is not None else torch.device("cpu")
+    _checks.generator(generator, device)
+    return dirichlet(alpha, (n, b), device=device, dtype=dtype, generator=generator)
+
+
+def sample(
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    n: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    generator: torch.Generator | None = None,
+) -> Mixing:
+    """Sample a MultiMix :class:`~mixbook.mixing.Mixing` (dense form) for the batch ``x``.
+
+    Apply it with ``m.apply(x)`` (one matmul, ``(n, *)``) and ``m.targets(y, num_classes)``
+    (``(n, C)``). To mix embeddings rather than inputs, as the paper does, pass it to
+    :meth:`mixbook.manifold.ManifoldMixup.mix_at`.
+
+    Args:
+        x: ``(b, *)`` floating batch (its size, dtype and device are used).
+        y: optional ``(b,)`` labels or ``(b, C)`` soft targets; only checked against ``x``
+            (batch size, device), not used to sample.
+        n: number of outputs, ``n >= 1`` (default ``b``).
+        alpha: Dirichlet concentration α > 0 (default 1).
+        generator: optional ``torch.Generator`` on ``x``'s device.
+
+    Returns:
+        A dense mixing with ``weights`` ``(n, b)``: float64 for float64 ``x``, else float32.
+    """
+    x = _checks.batch("x", x)
+    alpha = _checks.positive_float("alpha", alpha)
+    b = x.shape[0]
+    _checks.optional_companion("y", y, x)
+    n = b if n is None else _checks.positive_int("n", n)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    w = weights(b, n, alpha, device=x.device, dtype=dtype, generator=generator)
+    return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
+
+
+class MultiMix(MixingTransform):
+    """Batch transform ``(x, y) -> (mixed x, soft targets)`` with Dirichlet weights.
+
+    Args:
+        alpha: Dirichlet concentration α > 0 (default 1, as in the paper).
+        num_classes: number of classes of the integer labels.
+        n: number of outputs per batch (default: the batch size); may exceed it.
+        smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
+        generator: optional ``torch.Generator`` on the batches' device.
+
+    Example::
+
+        mix = MultiMix(alpha=1.0, num_classes=10, n=1000)
+        x_mix, y_soft = mix(x, y)           # (1000, *), (1000, 10)
+        loss = mixbook.losses.soft_cross_entropy(model(x_mix), y_soft)
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = DEFAULT_ALPHA,
+        num_classes: int,
+        n: int | None = None,
+        smoothing: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.alpha = _checks.positive_float("alpha", alpha)
+        self.num_classes = _checks.num_classes(num_classes)
+        self.n = None if n is None else _checks.positive_int("n", n)
+        self.smoothing = _checks.unit_interval("smoothing", smoothing)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
+
+    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
+        """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
+        return sample(x, y, n=self.n, alpha=self.alpha, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, num_classes={self.num_classes}, n={self.n}, smoothing={self.smoothing}"
+
+
+# ---------------------------------------------------------------------- dense MultiMix
+def dense_weights(base: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """Per-position weights ``W^j`` ``(r, n, b)`` of dense MultiMix.
+
+    ``W^j[k, i] = W[k, i] a[i, j] / Σ_i' W[k, i'] a[i', j]``: the base mixing re-weighted by
+    the attention of each example at position ``j`` and renormalised so that every row sums to
+    1 (the paper's ``M^j = diag(a^j) Λ`` with column normalisation, transposed). A row whose
+    re-weighted sum is 0 falls back to the unweighted ``W[k]`` at that position. Attention of
+    all ones (or any attention constant over examples) gives back ``W`` at every position.
+
+    Args:
+        base: ``(n, b)`` row-stochastic weights, e.g. :func:`weights` or ``Mixing.dense()``.
+        attention: ``(b, r)`` non-negative, finite attention of each example at each of ``r``
+            positions (e.g. :func:`cam_attention`), on ``base``'s device. Values are checked on
+            the CPU only (see :mod:`mixbook._checks`).
+
+    Returns:
+        ``(r, n, b)`` tensor in the promoted dtype of ``base`` and ``attention``.
+    """
+    base = _floating("base", base, 2, "(n, b)")
+    attention = _floating("attention", attention, 2, "(b, r)")
+    n, b = base.shape
+    if attention.shape[0] != b:
+        raise ValueError(f"attention must have shape (b, r) = ({b}, r) to match base (n, b) = {tuple(base.shape)}, "
+                         f"got {tuple(attention.shape)}")
+    _checks.same_device("attention", attention, base.device)
+    if _checks.check_values(attention):
+        if not bool(torch.isfinite(attention).all()) or bool((attention < 0).any()):
+            raise ValueError("attention must be finite and non-negative")
+    if _checks.check_values(base):
+        _checks.soft_targets("base", base.detach())
+    dtype = torch.promote_types(base.dtype, attention.dtype)
+    w = base.to(dtype)
+    num = w.unsqueeze(0) * attention.to(dtype).t().unsqueeze(1)  # (r, n, b): W[k, i] a[i, j]
+    den = num.sum(dim=-1, keepdim=True)                         # (r, n, 1)
+    ok = den > 0
+    # The safe denominator keeps NaN out of the unused branch (and out of gradients).
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), w.unsqueeze(0))
+
+
+def _dense_mixing(name: str, w: object, b: int, r: int | None, device: torch.device) -> torch.Tensor:
+    w = _floating(name, w, 3, "(r, n, b)")
+    if w.shape[2] != b or (r is not None and w.shape[0] != r):
+        want = f"({'r' if r is None else r}, n, {b})"
+        raise ValueError(f"{name} must have shape (r, n, b) = {want}, got {tuple(w.shape)}")
+    _checks.same_device(name, w, device)
+    return w
+
+
+def apply_dense(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mix every spatial position with its own weights: ``out[k, :, j] = Σ_i W^j[k, i] f[i, :, j]``.
+
+    Args:
+        features: ``(b, c, r)`` or ``(b, c, h, w)`` (``r = h·w``) floating feature maps.
+        weights: ``(r, n, b)`` per-position weights from :func:`dense_weights`, on the same
+            device; applied in ``features``' dtype.
+
+    Returns:
+        ``(n, c, r)`` or ``(n, c, h, w)`` tensor of ``features``' dtype (one ``einsum``).
+    """
+    features = _floating("features", features, (3, 4), "(b, c, r) or (b, c, h, w)")
+    b, c = features.shape[:2]
+    spatial = features.shape[2:]
+    f = features.reshape(b, c, -1)
+    w = _dense_mixing("weights", weights, b, f.shape[2], features.device)
+    out = torch.einsum("jki,icj->kcj", w.to(features.dtype), f)
+    return out.reshape(w.shape[1], c, *spatial)
+
+
+def dense_targets(y_soft: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Targets of dense MultiMix: ``W̄ Y`` with the position average ``W̄ = (1/r) Σ_j W^j``.
+
+    Args:
+        y_soft: ``(b, C)`` soft targets (rows non-negative, summing to 1; checked on the CPU),
+            e.g. ``mixbook.losses.one_hot(y, C, smoothing)``.
+        weights: ``(r, n, b)`` per-position weights from :func:`dense_weights`.
+
+    Returns:
+        ``(n, C)`` soft targets of ``y_soft``'s dtype, rows summing to 1.
+    """
+    y = _floating("y_soft", y_soft, 2, "(b, C)")
+    _checks.soft_targets("y_soft", y.detach())
+    w = _dense_mixing("weights", weights, y.shape[0], None, y.device)
+    return w.to(y.dtype).mean(dim=0) @ y
+
+
+def cam_attention(features: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Class activation maps (Zhou et al. 2016) of each example's own label, as attention.
+
+    ``a[i, j] = relu(⟨features[i, :, j], head_weight[labels[i]]⟩)``, normalised to sum to 1 over
+    the ``r = h·w`` positions of each example. An example whose map is zero everywhere gets the
+    uniform ``1/r``. The result is detached (attention is not trained through).
+
+    Args:
+        features: ``(b, c, h, w)`` floating feature maps (before global pooling).
+        head_weight: ``(C, c)`` weight of the linear classifier after global average pooling.
+        labels: ``(b,)`` integer labels in ``[0, C)`` (checked on the CPU).
+
+    Returns:
+        ``(b, h·w)`` tensor of ``features``' dtype, non-negative, rows summing to 1.
+    """
+    features = _floating("features", features, 4, "(b, c, h, w)")
+    head_weight = _floating("head_weight", head_weight, 2, "(C, c)")
+    b, c = features.shape[:2]
+    if head_weight.shape[1] != c:
+        raise ValueError(f"head_weight must have shape (C, c) = (C, {c}) to match features' {c} channels, "
+                         f"got {tuple(head_weight.shape)}")
+    _checks.same_device("head_weight", head_weight, features.device)
+    labels = _checks.labels("labels", labels, head_weight.shape[0])
+    _checks.same_batch("labels", labels, b)
+    _checks.same_device("labels", labels, features.device)
+    with torch.no_grad():
+        f = features.detach().reshape(b, c, -1)
+        w = head_weight.detach().to(f.dtype).index_select(0, labels.long())  # (b, c)
+        cam = torch.einsum("bcj,bc->bj", f, w).relu_()
+        total = cam.sum(dim=1, keepdim=True)
+        ok = total > 0
+        uniform = torch.full_like(cam, 1.0 / cam.shape[1])
+        return torch.where(ok, cam / torch.where(ok, total, torch.ones_like(total)), uniform)
