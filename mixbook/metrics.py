@@ -342,3 +342,53 @@ def intrinsic_dimension(x: torch.Tensor, k: int = 10) -> float:
 
 
 __all__ += ["knn_distance", "intrinsic_dimension"]
+
+
+# ---------------------------------------------------------------------- embedding quality
+def _unit_rows(name: str, z: object) -> torch.Tensor:
+    z = _checks.batch(name, z)
+    if z.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, d), got {tuple(z.shape)}")
+    return F.normalize(z.detach().to(torch.promote_types(z.dtype, torch.float32)), dim=1)
+
+
+def alignment(z: torch.Tensor, labels: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
+    """Alignment of Wang & Isola (2020): ``E ‖f(x) − f(x⁺)‖₂^α`` over positive pairs.
+
+    Features are L2-normalised first; positive pairs are all pairs of *distinct* examples with
+    the same label (the supervised reading used for MultiMix). Lower is better.
+
+    Args:
+        z: ``(n, d)`` embeddings; labels: ``(n,)`` integer classes; alpha: exponent > 0.
+
+    Returns:
+        0-dim tensor; NaN if no class has two examples.
+    """
+    u = _unit_rows("z", z)
+    labels = _checks.labels("labels", labels)
+    _checks.same_batch("labels", labels, u.shape[0])
+    alpha = _checks.positive_float("alpha", alpha)
+    same = labels[:, None] == labels[None, :]
+    same.fill_diagonal_(False)
+    dist = torch.cdist(u, u)
+    return (dist[same] ** alpha).mean() if bool(same.any()) else torch.tensor(float("nan"), device=u.device)
+
+
+def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """Uniformity of Wang & Isola (2020): ``log E exp(−t ‖f(x) − f(y)‖₂²)`` over distinct pairs.
+
+    Features are L2-normalised first. Lower (more negative) means more uniformly spread on the
+    sphere. Computed with ``logsumexp`` for stability.
+
+    Args:
+        z: ``(n, d)`` embeddings with n ≥ 2; t: temperature > 0.
+    """
+    u = _unit_rows("z", z)
+    if u.shape[0] < 2:
+        raise ValueError(f"z must hold at least 2 embeddings, got {u.shape[0]}")
+    t = _checks.positive_float("t", t)
+    sq = torch.pdist(u) ** 2
+    return torch.logsumexp(-t * sq, dim=0) - torch.log(torch.tensor(float(sq.numel()), dtype=sq.dtype, device=sq.device))
+
+
+__all__ += ["alignment", "uniformity"]
