@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -187,47 +187,90 @@ class ManifoldMixup:
         if layer == INPUT:
             return self.model(mixing.apply(x))
         module = self._modules.get(layer)
-        if module is None:
-            (layer,) = check_layers(self.model, [layer])
-            module = self.model.get_submodule(layer)
-        calls = 0
-
-        def hook(mod: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
-            nonlocal calls
-            calls += 1
-            if calls > 1:
-                raise RuntimeError(
-                    f"manifold mixup: layer {layer!r} ({type(mod).__name__}) was called more than once in "
-                    f"one forward pass (a shared module?); its output would be mixed twice. Choose a module "
-                    f"that runs once, e.g. the enclosing block"
-                )
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(
-                    f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {type(output).__name__}, "
-                    f"not a tensor; only a module whose output is one tensor (b, *) can be mixed"
-                )
-            if output.ndim < 1 or output.shape[0] != mixing.batch_size or not output.is_floating_point():
-                raise TypeError(
-                    f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {output.dtype} tensor of "
-                    f"shape {tuple(output.shape)}; it must be floating with the batch of {mixing.batch_size} first"
-                )
-            return mixing.apply(output)
-
-        handle = module.register_forward_hook(hook)
-        try:
-            out = self.model(x)
-        finally:
-            handle.remove()
-        if calls == 0:
-            raise RuntimeError(
-                f"manifold mixup: layer {layer!r} ({type(module).__name__}) was never called by "
-                f"{type(self.model).__name__}.forward, so nothing was mixed; choose a module that runs"
-            )
-        return out
+        return transform_at(self.model, x, layer, mixing.apply, batch_size=mixing.batch_size,
+                            module=module)
 
     def __repr__(self) -> str:
         return (f"ManifoldMixup({type(self.model).__name__}, layers={list(self.layers)}, alpha={self.alpha}, "
                 f"per_sample={self.per_sample}, pairing={self.pairing!r}, seed={self.seed})")
+
+
+def transform_at(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int | None = None,
+    module: nn.Module | None = None,
+) -> torch.Tensor:
+    """``model(x)`` with ``fn`` applied to the output of the module at path ``layer``.
+
+    The engine under :meth:`ManifoldMixup.mix_at`, and under the embedding-space MultiMix and
+    dense MultiMix training methods (:mod:`mixbook.train`): a forward hook replaces the output
+    ``h`` ``(b, *)`` of ``layer`` by ``fn(h)`` ``(n, *)`` (``n`` may differ from ``b``: the rest of
+    the network then runs on ``n`` examples). The hook exists only during this call.
+
+    Args:
+        model: any ``nn.Module``.
+        x: the batch ``model`` takes.
+        layer: ``"input"`` (then this is ``model(fn(x))``) or a module path accepted by
+            ``model.get_submodule``; an unknown path raises ``ValueError`` listing valid ones.
+        fn: the transform of the layer's output.
+        batch_size: if given, the layer's output must have this many rows (``TypeError``
+            otherwise).
+        module: the module at ``layer`` if the caller has it already (skips the lookup).
+
+    Raises:
+        RuntimeError: the module ran more than once in the forward pass (a shared module), or
+            never.
+        TypeError: its output is not one floating tensor with the batch first.
+    """
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a module path (str), got {type(layer).__name__}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if layer == INPUT:
+        return model(fn(x))
+    if module is None:
+        (layer,) = check_layers(model, [layer])
+        module = model.get_submodule(layer)
+    calls = 0
+
+    def hook(mod: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError(
+                f"manifold mixup: layer {layer!r} ({type(mod).__name__}) was called more than once in "
+                f"one forward pass (a shared module?); its output would be mixed twice. Choose a module "
+                f"that runs once, e.g. the enclosing block"
+            )
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(
+                f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {type(output).__name__}, "
+                f"not a tensor; only a module whose output is one tensor (b, *) can be mixed"
+            )
+        if output.ndim < 1 or not output.is_floating_point() or \
+                (batch_size is not None and output.shape[0] != batch_size):
+            want = "the batch" if batch_size is None else f"the batch of {batch_size}"
+            raise TypeError(
+                f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {output.dtype} tensor of "
+                f"shape {tuple(output.shape)}; it must be floating with {want} first"
+            )
+        return fn(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        out = model(x)
+    finally:
+        handle.remove()
+    if calls == 0:
+        raise RuntimeError(
+            f"manifold mixup: layer {layer!r} ({type(module).__name__}) was never called by "
+            f"{type(model).__name__}.forward, so nothing was mixed; choose a module that runs"
+        )
+    return out
 
 
 def check_layers(model: nn.Module, layers: object) -> tuple[str, ...]:
@@ -527,7 +570,7 @@ def flatness(features: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-__all__ = ["INPUT", "KEEP", "ManifoldMixup", "check_layers", "gradient_terms", "decomposed_loss", "flatness"]
+__all__ = ["INPUT", "KEEP", "ManifoldMixup", "transform_at", "check_layers", "gradient_terms", "decomposed_loss", "flatness"]
 
 
 # ====================================================================== the experiment

@@ -58,3 +58,31 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class CifarResNet18(nn.Module):
+    """ResNet-18 for 32×32 images (the CIFAR variant of the mixup papers), ``(b, 3, 32, 32) -> (b, C)``.
+
+    torchvision's ``resnet18`` blocks (random initialisation, nothing downloaded) with the
+    ImageNet stem replaced by a 3×3 stride-1 convolution and no max-pool, as in Zhang et al. (2018)
+    and Verma et al. (2019). Split like the other models: ``features`` = Sequential(stem,
+    layer1, layer2, layer3, layer4, global average pool, Flatten) → ``(b, 512)``; ``head`` =
+    Linear(512, C). Module paths: ``"features.1"``…``"features.4"`` are the residual stages
+    (``"features.4"`` is the last ``(b, 512, 4, 4)`` feature map, where dense MultiMix mixes),
+    ``"features"`` the embedding.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        _checks.num_classes(num_classes)
+        _checks.positive_int("in_channels", in_channels)
+        net = resnet18(weights=None, num_classes=num_classes)
+        stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False), net.bn1, net.relu)
+        self.features = nn.Sequential(stem, net.layer1, net.layer2, net.layer3, net.layer4,
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

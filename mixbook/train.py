@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from . import _checks, manifold, metrics, mixup, multimix, reformulation, zeta
 from .data import Split
-from .losses import mixed_cross_entropy, soft_cross_entropy
+from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
 from .runtime import resolve_device
 
 
@@ -146,26 +146,124 @@ class Zeta:
 
 @register("multimix")
 class MultiMixMethod:
-    """MultiMix at the input (Venkataramanan et al. 2023): ``n`` Dirichlet(α) mixes of the batch.
+    """MultiMix (Venkataramanan et al. 2023): ``n`` Dirichlet(α) mixes of the whole batch.
 
-    Scored with soft-target cross-entropy over all ``n`` outputs. (The paper mixes in embedding
-    space; pass a dense mixing to :meth:`mixbook.manifold.ManifoldMixup.mix_at` for that.)
+    A dense ``(n, b)`` mixing from :func:`mixbook.multimix.sample` is applied to the output of
+    ``layer`` (by default ``"features"``, the embedding of the book's models, as in the paper;
+    ``"input"`` mixes the inputs), the rest of the network runs on the ``n`` mixed rows, and the
+    loss is the soft-target cross-entropy over all ``n`` outputs against ``W·onehot(y)``.
 
     Args:
-        alpha: α > 0 of the Dirichlet.
-        n: outputs per batch (``None``: the batch size).
+        alpha: α > 0 of the Dirichlet (the paper: 1).
+        n: outputs per batch (``None``: the batch size; the paper uses 1000 from b = 128).
+        layer: ``"input"`` or a module path of the trained model (checked at the first step).
     """
 
-    def __init__(self, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None) -> None:
+    def __init__(self, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
+                 layer: str = "features") -> None:
+        self.alpha = _checks.positive_float("alpha", alpha)
+        self.n = None if n is None else _checks.positive_int("n", n)
+        if not isinstance(layer, str):
+            raise TypeError(f"layer must be a module path (str) or 'input', got {type(layer).__name__}")
+        self.layer = layer
+
+    def loss(self, model, x, y, num_classes, generator):
+        m = multimix.sample(x, y, n=self.n, alpha=self.alpha, generator=generator)
+        logits = manifold.transform_at(model, x, self.layer, m.apply, batch_size=x.shape[0])
+        return soft_cross_entropy(logits, m.targets(y, num_classes))
+
+    def __repr__(self) -> str:
+        return f"MultiMix(alpha={self.alpha}, n={self.n}, layer={self.layer!r})"
+
+
+@register("dense_multimix")
+class DenseMultiMixMethod:
+    """Dense MultiMix (Venkataramanan et al. 2023): MultiMix per spatial position, CAM-weighted.
+
+    At the feature map ``F`` ``(b, c, h, w)`` output by ``layer`` (the last one before global
+    average pooling and the linear ``head``), every position ``j`` is mixed with its own
+    weights ``W^j = normalise(W · diag(a_j))`` (:func:`mixbook.multimix.dense_weights`), where
+    ``W`` ``(n, b)`` has Dirichlet(α) rows and ``a`` ``(b, h·w)`` is each example's class
+    activation map for its own label (:func:`mixbook.multimix.cam_attention`, from the current
+    ``head`` weights, not trained through). The targets are ``W̄·onehot(y)`` with ``W̄`` the
+    position average (:func:`mixbook.multimix.dense_targets`); the loss is soft-target CE over
+    the ``n`` outputs.
+
+    Args:
+        layer: module path of the last spatial feature map, e.g. ``"features.6"`` for
+            :class:`~mixbook.models.SmallCNN`, ``"features.4"`` for
+            :class:`~mixbook.models.CifarResNet18`.
+        alpha: α > 0 of the Dirichlet.
+        n: outputs per batch (``None``: the batch size).
+        head: module path of the linear classifier (``nn.Linear``) whose weight gives the CAM.
+    """
+
+    def __init__(self, layer: str, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
+                 head: str = "head") -> None:
+        for name, value in (("layer", layer), ("head", head)):
+            if not isinstance(value, str) or value == manifold.INPUT:
+                raise TypeError(f"{name} must be a module path (str) of the model, got {value!r}")
+        self.layer, self.head = layer, head
         self.alpha = _checks.positive_float("alpha", alpha)
         self.n = None if n is None else _checks.positive_int("n", n)
 
     def loss(self, model, x, y, num_classes, generator):
-        m = multimix.sample(x, y, n=self.n, alpha=self.alpha, generator=generator)
-        return soft_cross_entropy(model(m.apply(x)), m.targets(y, num_classes))
+        (head_path,) = manifold.check_layers(model, [self.head])
+        head = model.get_submodule(head_path)
+        if not isinstance(head, nn.Linear):
+            raise TypeError(f"head {self.head!r} must be an nn.Linear (its weight gives the CAM), "
+                            f"got {type(head).__name__}")
+        b = x.shape[0]
+        n = b if self.n is None else self.n
+        targets: list[torch.Tensor] = []
+
+        def mix(features: torch.Tensor) -> torch.Tensor:
+            if features.ndim != 4:
+                raise TypeError(f"dense MultiMix: layer {self.layer!r} must output a (b, c, h, w) feature map, "
+                                f"got shape {tuple(features.shape)}")
+            base = multimix.weights(b, n, self.alpha, device=features.device, dtype=torch.float32,
+                                    generator=generator)
+            w = multimix.dense_weights(base, multimix.cam_attention(features, head.weight, y))
+            targets.append(multimix.dense_targets(one_hot(y, num_classes), w))
+            return multimix.apply_dense(features, w)
+
+        logits = manifold.transform_at(model, x, self.layer, mix, batch_size=b)
+        return soft_cross_entropy(logits, targets[0])
 
     def __repr__(self) -> str:
-        return f"MultiMix(alpha={self.alpha}, n={self.n})"
+        return f"DenseMultiMix(layer={self.layer!r}, alpha={self.alpha}, n={self.n}, head={self.head!r})"
+
+
+@register("cutmix")
+class CutMixMethod:
+    """CutMix (Yun et al. 2019) with torchvision's ``transforms.v2.CutMix``: the non-convex reference.
+
+    A box of area ``1 − λ`` (λ ~ Beta(α, α)) is pasted from the rolled batch; the targets are
+    mixed with the box's actual area. Needs image batches ``(b, C, H, W)``. torchvision samples
+    λ and the box from torch's *global* RNG on the host (not ``fit``'s generator), so a run is
+    reproducible through ``torch.manual_seed`` (which :func:`repeat` calls) and costs a host
+    read of λ per step.
+
+    Args:
+        alpha: α > 0 of Beta(α, α) (the paper: 1).
+    """
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = _checks.positive_float("alpha", alpha)
+        self._transform = None
+
+    def loss(self, model, x, y, num_classes, generator):
+        from torchvision.transforms import v2
+
+        if x.ndim != 4:
+            raise ValueError(f"cutmix needs image batches x of shape (b, C, H, W), got shape {tuple(x.shape)}")
+        if self._transform is None or self._transform.num_classes != num_classes:
+            self._transform = v2.CutMix(alpha=self.alpha, num_classes=num_classes)
+        x_mix, targets = self._transform(x, y)
+        return soft_cross_entropy(model(x_mix), targets.to(x_mix.dtype))
+
+    def __repr__(self) -> str:
+        return f"CutMix(alpha={self.alpha})"
 
 
 @register("manifold_mixup")
@@ -263,8 +361,10 @@ def fit(
     device: str | torch.device = "auto",
     eval_every: int = 1,
     progress: bool = True,
+    optimizer: str = "adamw",
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> History:
-    """Train ``model`` on ``data`` with ``method`` (AdamW, cosine learning-rate schedule).
+    """Train ``model`` on ``data`` with ``method`` (AdamW or SGD, cosine learning-rate schedule).
 
     The data order and every mixing draw come from one ``torch.Generator`` seeded with
     ``seed`` on the training device, so a run is deterministic for a seed (given the same
@@ -280,6 +380,10 @@ def fit(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``…
         eval_every: evaluate on the test set every this many epochs (and after the last).
         progress: show a tqdm progress bar over epochs.
+        optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov; the CIFAR recipes use it
+            with ``lr=0.1, weight_decay=5e-4``).
+        augment: optional ``augment(x, generator) -> x`` applied to every training batch on
+            the device before the method mixes it (e.g. :func:`mixbook.data.random_crop_flip`).
 
     Returns:
         A :class:`History`.
@@ -295,12 +399,18 @@ def fit(
     eval_every = _checks.positive_int("eval_every", eval_every)
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
         raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    optimizer = _checks.choice("optimizer", optimizer, ("adamw", "sgd"))
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a callable (x, generator) -> x or None, got {type(augment).__name__}")
 
     dev = resolve_device(device)
     data = data.to(dev)
     model.to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = data.x_train.shape[0]
     steps_per_epoch = -(-n // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
@@ -314,7 +424,10 @@ def fit(
         order = torch.randperm(n, device=dev, generator=gen)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
-            loss = method_obj.loss(model, data.x_train[idx], data.y_train[idx], data.num_classes, gen)
+            xb = data.x_train[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+            loss = method_obj.loss(model, xb, data.y_train[idx], data.num_classes, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

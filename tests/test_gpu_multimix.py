@@ -115,3 +115,49 @@ def test_cpu_and_cuda_agree():
         multimix.sample(feats.cuda(), generator=torch.Generator())
     with pytest.raises(ValueError, match="attention is on cpu"):
         multimix.dense_weights(base.cuda(), att)
+
+
+@pytest.mark.parametrize("method_name, options", [
+    ("multimix", {"n": 300}),
+    ("dense_multimix", {"layer": "features.6", "n": 300}),
+])
+def test_cuda_training_step_has_no_host_sync(method_name, options):
+    """One embedding-space MultiMix / dense MultiMix training step on CUDA, sync-free."""
+    from mixbook import models, train
+
+    torch.manual_seed(0)
+    model = models.SmallCNN(1, 10, 8).cuda()
+    x = torch.randn(64, 1, 8, 8, device="cuda")
+    y = torch.randint(0, 10, (64,), device="cuda")
+    method = train.make_method(method_name, **options)
+    g = cuda_gen(0)
+    method.loss(model, x, y, 10, g).backward()  # warm-up (lazy CUDA init may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = method.loss(model, x, y, 10, g)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss)
+
+
+def test_cuda_random_crop_flip_is_sync_free_and_crops():
+    from mixbook import data
+
+    x = torch.randn(256, 3, 32, 32, device="cuda")
+    data.random_crop_flip(x, cuda_gen(0))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = data.random_crop_flip(x, cuda_gen(1))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.shape == x.shape and out.device.type == "cuda"
+    # a crop of a zero-padded image keeps a subset of its pixels
+    assert bool((out.square().sum((1, 2, 3)) <= x.square().sum((1, 2, 3)) * (1 + 1e-5)).all())
+    # without padding every image is itself or its mirror, and both occur
+    flipped = data.random_crop_flip(x, cuda_gen(2), padding=0)
+    same = (flipped == x).flatten(1).all(1)
+    mirror = (flipped == x.flip(-1)).flatten(1).all(1)
+    assert bool((same | mirror).all()) and bool(same.any()) and bool(mirror.any())
