@@ -151,29 +151,51 @@ class MultiMixMethod:
     A dense ``(n, b)`` mixing from :func:`mixbook.multimix.sample` is applied to the output of
     ``layer`` (by default ``"features"``, the embedding of the book's models, as in the paper;
     ``"input"`` mixes the inputs), the rest of the network runs on the ``n`` mixed rows, and the
-    loss is the soft-target cross-entropy over all ``n`` outputs against ``W·onehot(y)``.
+    loss is the soft-target cross-entropy over all ``n`` outputs against ``W·onehot(y)``. With
+    ``clean`` (the default) the ``b`` unmixed rows go through the rest of the network too (one
+    concatenated pass) and their cross-entropy is added: ``CE(clean) + CE_soft(mixed)``.
+
+    Why ``clean`` matters: a Dirichlet(α) row over ``b`` examples has its largest weight near
+    ``H_b / b`` for α = 1 (0.07 at b = 64), so every mixed target is close to the batch's label
+    histogram; trained on those alone, the network can settle on one embedding for every input
+    (chapter 5 shows the collapse on digits). The clean term keeps the examples apart.
 
     Args:
         alpha: α > 0 of the Dirichlet (the paper: 1).
         n: outputs per batch (``None``: the batch size; the paper uses 1000 from b = 128).
         layer: ``"input"`` or a module path of the trained model (checked at the first step).
+        clean: add the cross-entropy of the unmixed batch.
     """
 
     def __init__(self, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
-                 layer: str = "features") -> None:
+                 layer: str = "features", clean: bool = True) -> None:
         self.alpha = _checks.positive_float("alpha", alpha)
         self.n = None if n is None else _checks.positive_int("n", n)
         if not isinstance(layer, str):
             raise TypeError(f"layer must be a module path (str) or 'input', got {type(layer).__name__}")
         self.layer = layer
+        self.clean = _checks.boolean("clean", clean)
 
     def loss(self, model, x, y, num_classes, generator):
+        b = x.shape[0]
         m = multimix.sample(x, y, n=self.n, alpha=self.alpha, generator=generator)
-        logits = manifold.transform_at(model, x, self.layer, m.apply, batch_size=x.shape[0])
-        return soft_cross_entropy(logits, m.targets(y, num_classes))
+        mix = _with_clean(m.apply) if self.clean else m.apply
+        logits = manifold.transform_at(model, x, self.layer, mix, batch_size=b)
+        return _clean_plus_mixed(logits, y, m.targets(y, num_classes), b if self.clean else 0)
 
     def __repr__(self) -> str:
-        return f"MultiMix(alpha={self.alpha}, n={self.n}, layer={self.layer!r})"
+        return f"MultiMix(alpha={self.alpha}, n={self.n}, layer={self.layer!r}, clean={self.clean})"
+
+
+def _with_clean(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``h -> cat([h, fn(h)])``: the clean rows first, then the mixed ones."""
+    return lambda h: torch.cat([h, fn(h)])
+
+
+def _clean_plus_mixed(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, b: int) -> torch.Tensor:
+    """``CE(logits[:b], y) + CE_soft(logits[b:], targets)`` (no clean term when ``b == 0``)."""
+    mixed = soft_cross_entropy(logits[b:], targets)
+    return mixed if b == 0 else F.cross_entropy(logits[:b], y) + mixed
 
 
 @register("dense_multimix")
@@ -187,7 +209,8 @@ class DenseMultiMixMethod:
     activation map for its own label (:func:`mixbook.multimix.cam_attention`, from the current
     ``head`` weights, not trained through). The targets are ``W̄·onehot(y)`` with ``W̄`` the
     position average (:func:`mixbook.multimix.dense_targets`); the loss is soft-target CE over
-    the ``n`` outputs.
+    the ``n`` outputs, plus (with ``clean``) the cross-entropy of the ``b`` unmixed rows, as in
+    :class:`MultiMixMethod`.
 
     Args:
         layer: module path of the last spatial feature map, e.g. ``"features.6"`` for
@@ -196,16 +219,18 @@ class DenseMultiMixMethod:
         alpha: α > 0 of the Dirichlet.
         n: outputs per batch (``None``: the batch size).
         head: module path of the linear classifier (``nn.Linear``) whose weight gives the CAM.
+        clean: add the cross-entropy of the unmixed batch.
     """
 
     def __init__(self, layer: str, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
-                 head: str = "head") -> None:
+                 head: str = "head", clean: bool = True) -> None:
         for name, value in (("layer", layer), ("head", head)):
             if not isinstance(value, str) or value == manifold.INPUT:
                 raise TypeError(f"{name} must be a module path (str) of the model, got {value!r}")
         self.layer, self.head = layer, head
         self.alpha = _checks.positive_float("alpha", alpha)
         self.n = None if n is None else _checks.positive_int("n", n)
+        self.clean = _checks.boolean("clean", clean)
 
     def loss(self, model, x, y, num_classes, generator):
         (head_path,) = manifold.check_layers(model, [self.head])
@@ -227,11 +252,12 @@ class DenseMultiMixMethod:
             targets.append(multimix.dense_targets(one_hot(y, num_classes), w))
             return multimix.apply_dense(features, w)
 
-        logits = manifold.transform_at(model, x, self.layer, mix, batch_size=b)
-        return soft_cross_entropy(logits, targets[0])
+        logits = manifold.transform_at(model, x, self.layer, _with_clean(mix) if self.clean else mix, batch_size=b)
+        return _clean_plus_mixed(logits, y, targets[0], b if self.clean else 0)
 
     def __repr__(self) -> str:
-        return f"DenseMultiMix(layer={self.layer!r}, alpha={self.alpha}, n={self.n}, head={self.head!r})"
+        return (f"DenseMultiMix(layer={self.layer!r}, alpha={self.alpha}, n={self.n}, head={self.head!r}, "
+                f"clean={self.clean})")
 
 
 @register("cutmix")

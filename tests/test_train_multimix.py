@@ -52,14 +52,17 @@ def test_multimix_method_mixes_the_embedding_with_n_outputs(images):
     x, y = images
     torch.manual_seed(0)
     model = models.SmallCNN(1, 3, width=4)
-    method = train.make_method("multimix", alpha=1.0, n=50)
+    method = train.make_method("multimix", alpha=1.0, n=50, clean=False)
     assert method.layer == "features"
     loss = method.loss(model, x, y, 3, _gen(5))
     m = multimix.sample(x, y, n=50, alpha=1.0, generator=_gen(5))
     want = losses.soft_cross_entropy(model.head(m.apply(model.features(x))), m.targets(y, 3))
     torch.testing.assert_close(loss, want)
+    # the default adds the clean cross-entropy
+    clean = train.make_method("multimix", alpha=1.0, n=50).loss(model, x, y, 3, _gen(5))
+    torch.testing.assert_close(clean, want + torch.nn.functional.cross_entropy(model(x), y))
     # at the input it is input MultiMix
-    loss_in = train.make_method("multimix", n=50, layer="input").loss(model, x, y, 3, _gen(5))
+    loss_in = train.make_method("multimix", n=50, layer="input", clean=False).loss(model, x, y, 3, _gen(5))
     torch.testing.assert_close(loss_in, losses.soft_cross_entropy(model(m.apply(x)), m.targets(y, 3)))
 
 
@@ -76,7 +79,7 @@ def test_dense_multimix_method_is_cam_weighted_multimix_at_the_feature_map(image
     x, y = images
     torch.manual_seed(0)
     model = models.SmallCNN(1, 3, width=4)
-    method = train.make_method("dense_multimix", layer="features.6", n=20, alpha=0.5)
+    method = train.make_method("dense_multimix", layer="features.6", n=20, alpha=0.5, clean=False)
     loss = method.loss(model, x, y, 3, _gen(9))
     # by hand: the same draw, CAM from the head, per-position mixing, the rest of the network
     fmap = model.features[:7](x)
@@ -87,6 +90,8 @@ def test_dense_multimix_method_is_cam_weighted_multimix_at_the_feature_map(image
     torch.testing.assert_close(loss, want)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+    with_clean = train.make_method("dense_multimix", layer="features.6", n=20, alpha=0.5).loss(model, x, y, 3, _gen(9))
+    torch.testing.assert_close(with_clean, want + torch.nn.functional.cross_entropy(model(x), y))
 
 
 def test_dense_multimix_method_errors(images):
@@ -100,6 +105,10 @@ def test_dense_multimix_method_errors(images):
         train.make_method("dense_multimix", layer="features.6", head="features").loss(model, x, y, 3, _gen(0))
     with pytest.raises(ValueError, match="alpha"):
         train.make_method("dense_multimix", layer="features.6", alpha=0.0)
+    with pytest.raises(TypeError, match="clean"):
+        train.make_method("dense_multimix", layer="features.6", clean="yes")
+    with pytest.raises(TypeError, match="clean"):
+        train.make_method("multimix", clean=1)
 
 
 def test_dense_multimix_trains_on_digits_deterministically():
