@@ -91,10 +91,16 @@ def dirichlet(
     """Samples of the symmetric Dirichlet(α, …, α) over the *last* dimension of ``shape``.
 
     Returns a tensor of ``shape`` whose slices along the last dimension are non-negative and
-    sum to 1 (a softmax of log-gamma variates).
+    sum to 1 (a softmax of log-gamma variates). For α = 1 (uniform on the simplex, MultiMix's
+    default) Gamma(1) is the unit exponential, drawn with ``exponential_`` instead of the
+    general Gamma sampler (several times faster on the CPU; same distribution, another stream).
     """
     alpha = _checks.positive_float("alpha", alpha)
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
-    conc = torch.full(tuple(shape), alpha, device=device, dtype=_work_dtype(dtype))
+    work = _work_dtype(dtype)
+    if alpha == 1.0:
+        e = torch.empty(tuple(shape), device=device, dtype=work).exponential_(generator=generator)
+        return torch.softmax(e.clamp_min_(torch.finfo(work).tiny).log_(), dim=-1).to(dtype)
+    conc = torch.full(tuple(shape), alpha, device=device, dtype=work)
     return torch.softmax(log_gamma(conc, generator), dim=-1).to(dtype)

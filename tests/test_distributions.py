@@ -176,3 +176,18 @@ def test_small_alpha_has_no_spurious_mass_at_one_half():
     exact = 2 * stats.beta(0.01, 0.01).cdf(0.499)  # mass outside (0.499, 0.501)
     assert ((lam - 0.5).abs() < 1e-3).float().mean().item() < 1e-3
     assert 1 - exact < 1e-3
+
+
+def test_uniform_dirichlet_fast_path_is_uniform_on_the_simplex():
+    """α = 1 takes the exponential path: each coordinate is Beta(1, K − 1), and the two
+    paths agree in distribution (α = 1 against α = 1 + 1e-9, which takes the Gamma path)."""
+    from scipy import stats
+
+    k = 6
+    fast = D.dirichlet(1.0, (20_000, k), dtype=torch.float64, generator=_gen(21))
+    slow = D.dirichlet(1.0 + 1e-9, (20_000, k), dtype=torch.float64, generator=_gen(22))
+    torch.testing.assert_close(fast.sum(-1), torch.ones(20_000, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert stats.kstest(fast[:, 0].numpy(), stats.beta(1, k - 1).cdf).pvalue > 1e-3
+    assert stats.ks_2samp(fast[:, 1].numpy(), slow[:, 1].numpy()).pvalue > 1e-3
+    half = D.dirichlet(1.0, (4, 3), dtype=torch.bfloat16, generator=_gen(1))
+    assert half.dtype == torch.bfloat16 and bool((half >= 0).all())
