@@ -20,7 +20,7 @@ Modules: mixing, distributions, mixup, reformulation, zeta, multimix, manifold, 
 metrics, data, models, train, plotting, notebook, runtime, bench.
 """
 
-from . import (bench, data, distributions, losses, manifold, metrics, mixing, mixup, models, multimix,
+from . import (data, distributions, losses, manifold, metrics, mixing, mixup, models, multimix,
                notebook, plotting, reformulation, runtime, synthetic, train, zeta)
 from ._checks import set_value_checks, value_checks
 from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
@@ -32,6 +32,15 @@ from .runtime import resolve_device, setup
 from .train import fit, repeat
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``bench`` is imported on first use, so that ``python -m mixbook.bench`` runs it fresh.
+    if name == "bench":
+        import importlib
+
+        return importlib.import_module(".bench", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Mixing", "MixUp", "ZetaMixup", "MultiMix", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",

@@ -1,25 +1,116 @@
-"""Timing harness: operations compared in the same process, interleaved, after warm-up.
+"""Benchmark harness: mixbook's mixing ops against their peers, in one process.
 
 Speed claims in mixbook are ratios against peers measured in the same run, never absolute
 times in a test. :func:`time_ops` runs every operation ``number`` times per repeat, cycling
 through the operations in each repeat (so that drift in the machine's load affects them
-alike), and reports the median over repeats. On CUDA it synchronises around each timed block.
+alike), and reports the median over repeats. On CPU it reads ``time.perf_counter``; on CUDA it
+times each block with CUDA events (``torch.cuda.Event(enable_timing=True)``) recorded on the
+current stream, after a synchronisation that empties the queue.
+
+``python -m mixbook.bench`` (:func:`main`) runs the whole comparison and writes a table and a
+JSON file (:func:`run` is the same from Python):
+
+* **mixbook ops**: pairwise mixup with one λ a batch (``mixup.sample`` + ``Mixing.apply`` +
+  ``Mixing.targets``), the same with one λ per example, ζ-mixup (``zeta.sample`` + ``apply``,
+  dense) and MultiMix (``multimix.sample`` with ``n = 1000`` outputs + ``apply`` on ``d = 512``
+  embeddings).
+* **peers**: torchvision ``transforms.v2.MixUp`` and ``v2.CutMix``; timm ``timm.data.Mixup`` in
+  ``batch`` and ``elem`` mode; :func:`zeta_numpy_reference` and :func:`multimix_numpy_reference`
+  (NumPy, CPU only); one plain matmul ``W @ X`` of the dense ops' shape; and the baseline, a
+  plain copy ``x.clone()`` of the batch.
+
+**timm mixes in place.** ``Mixup.__call__(x, target)`` overwrites ``x`` (and needs an even
+batch). Two variants are timed: ``timm_batch`` mixes one persistent buffer in place, again and
+again (a convex combination of a bounded batch stays bounded, so the values stay sane), which
+charges timm nothing for keeping the input — the most favourable reading for timm and the
+cost in a loader that hands over a fresh batch anyway; ``timm_batch_clone`` gives it a fresh
+``clone`` each call, the cost under mixbook's contract (the input is left unmodified). The
+``elem`` mode is timed in place only (it clones internally for its source anyway).
+
+**Bytes moved** (:func:`bytes_moved`) count the minimum traffic of the *result*, the same for
+every implementation of a family, so GB/s ratios are speed ratios; ``b`` examples of ``D``
+elements of ``s`` bytes, ``C`` classes, ``n`` outputs:
+
+* ``pairwise`` (mixup, per-sample λ, CutMix, timm): read ``x`` once and write the output once,
+  read int64 labels and write float32 soft targets: ``2·b·D·s + 8·b + 4·b·C``;
+* ``dense`` (ζ-mixup, MultiMix, the matmul): read ``x`` once, write ``n`` outputs, write the
+  float32 weights once: ``(b + n)·D·s + 4·n·b`` (targets not included: the dense ops time
+  "weights + mixing", like their NumPy references);
+* ``copy``: ``2·b·D·s``.
+
+``copy_fraction`` is an op's GB/s over that of the copy of the same case, measured in the same
+run. **Peak extra bytes** (CUDA only; ``None`` on CPU, where PyTorch keeps no allocator
+statistics) is ``torch.cuda.max_memory_allocated()`` during one call minus the allocated bytes
+before it; it includes the op's outputs.
+
+**Measuring on a CPU.** Two things outside the ops move CPU numbers a lot, so the provenance
+records them (thread count, load average at start and end, ``THP_MEM_ALLOC_ENABLE``, the
+kernel's transparent-huge-page mode):
+
+* *threads*: with more busy threads than cores (another job on the machine), every
+  OpenMP-parallel kernel waits for its descheduled sibling thread, in scheduler-quantum steps
+  of milliseconds; ``--threads 1`` times every op on one thread and stays meaningful there;
+* *allocation*: a fresh CPU tensor of many MB is ``mmap``-ed and first touched page by page;
+  that page-fault cost is most of a large ``clone`` (and of every op that allocates its output,
+  as mixbook's must), while an in-place op (timm) pays it once. ``THP_MEM_ALLOC_ENABLE=1``
+  (read by PyTorch's CPU allocator) backs large allocations with huge pages.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import _checks
 
+__all__ = ["time_ops", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
+           "run", "format_table", "main", "FAMILIES", "TARGETS_CPU", "TARGETS_CUDA"]
 
+
+# ---------------------------------------------------------------------- timing
 def _sync(device: torch.device | None) -> None:
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _timed_block(fn: Callable[[], object], number: int, dev: torch.device | None) -> float:
+    """Seconds per call of ``number`` back-to-back calls of ``fn``.
+
+    CPU: ``time.perf_counter`` around the block. CUDA: the queue is emptied first, then a
+    start and an end event are recorded on the current stream around the block and the time
+    between them is read after the end event completes (host launch gaps inside the block
+    count, as they would in a training step).
+    """
+    _sync(dev)
+    if dev is not None and dev.type == "cuda":
+        stream = torch.cuda.current_stream(dev)
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record(stream)
+        for _ in range(number):
+            fn()
+        end.record(stream)
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / number
+    start_s = time.perf_counter()
+    for _ in range(number):
+        fn()
+    _sync(dev)
+    return (time.perf_counter() - start_s) / number
 
 
 def time_ops(
@@ -30,20 +121,26 @@ def time_ops(
     warmup: int = 2,
     baseline: str | None = None,
     device: torch.device | str | None = None,
+    min_time: float | None = None,
 ):
     """Median seconds per call of each operation, and its ratio to ``baseline``.
 
     Args:
         ops: name → zero-argument callable.
         repeats: number of timed repeats (the median is reported); ≥ 7 recommended.
-        number: calls per repeat.
+        number: calls per repeat (the minimum, with ``min_time``).
         warmup: untimed calls of each op before timing.
         baseline: name of the op the others are divided by (default: the first).
-        device: the device the ops run on (synchronised around timings when CUDA).
+        device: the device the ops run on; on CUDA each block is timed with CUDA events.
+        min_time: if given (seconds > 0), each op's calls per repeat are raised from
+            ``number`` so that one timed block lasts at least this long, judged from one
+            extra timed call after warm-up (slow ops stay at ``number``, fast ones are
+            repeated enough to rise above the clock's resolution and the call overhead).
 
     Returns:
         A pandas DataFrame indexed by op name with ``median_s``, ``min_s`` and
-        ``ratio_to_<baseline>`` (``median / median[baseline]``; > 1 means slower).
+        ``ratio_to_<baseline>`` (``median / median[baseline]``; > 1 means slower);
+        ``frame.attrs["number"]`` maps each op to its calls per repeat.
     """
     import pandas as pd
 
@@ -60,6 +157,8 @@ def time_ops(
         raise TypeError(f"warmup must be an int >= 0, got {type(warmup).__name__}")
     if warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup}")
+    if min_time is not None:
+        min_time = _checks.positive_float("min_time", min_time)
     baseline = baseline or next(iter(ops))
     if baseline not in ops:
         raise ValueError(f"baseline must be one of {list(ops)}, got {baseline!r}")
@@ -67,23 +166,25 @@ def time_ops(
     for fn in ops.values():
         for _ in range(warmup):
             fn()
+    numbers = {k: number for k in ops}
+    if min_time is not None:
+        for name, fn in ops.items():
+            once = _timed_block(fn, 1, dev)
+            numbers[name] = max(number, math.ceil(min_time / max(once, 1e-9)))
     times: dict[str, list[float]] = {k: [] for k in ops}
     for _ in range(repeats):
         for name, fn in ops.items():
-            _sync(dev)
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            _sync(dev)
-            times[name].append((time.perf_counter() - start) / number)
+            times[name].append(_timed_block(fn, numbers[name], dev))
     frame = pd.DataFrame({
         "median_s": {k: float(pd.Series(v).median()) for k, v in times.items()},
         "min_s": {k: min(v) for k, v in times.items()},
     })
     frame[f"ratio_to_{baseline}"] = frame["median_s"] / frame.loc[baseline, "median_s"]
+    frame.attrs["number"] = numbers
     return frame
 
 
+# ---------------------------------------------------------------------- NumPy references
 def zeta_numpy_reference(x: np.ndarray, gamma: float, rng: np.random.Generator) -> np.ndarray:
     """A straightforward NumPy ζ-mixup, the peer that mixbook's version is timed against.
 
@@ -104,3 +205,652 @@ def zeta_numpy_reference(x: np.ndarray, gamma: float, rng: np.random.Generator) 
     series = np.arange(1, b + 1, dtype=np.float64) ** -gamma
     w = (ranks.astype(np.float64) ** -gamma / series.sum()).astype(x.dtype)
     return np.einsum("nb,bd->nd", w, x.reshape(b, -1)).reshape(x.shape)
+
+
+def multimix_numpy_reference(
+    z: np.ndarray,
+    n: int,
+    alpha: float,
+    rng: np.random.Generator,
+    *,
+    return_weights: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """A straightforward NumPy MultiMix, the peer that :func:`mixbook.multimix.sample` is timed against.
+
+    ``W`` ``(n, b)``: every row an independent Dirichlet(α 1_b) (``rng.dirichlet``), rounded to
+    ``z``'s dtype; then one ``einsum`` ``W @ Z`` over the flattened batch.
+
+    Args:
+        z: ``(b, *)`` floating NumPy array (embeddings, e.g. ``(b, 512)`` float32).
+        n: number of outputs, ``n >= 1`` (may exceed ``b``).
+        alpha: Dirichlet concentration α > 0.
+        rng: a ``numpy.random.Generator``.
+        return_weights: also return ``W``.
+
+    Returns:
+        ``(n, *)`` mixed array of ``z``'s dtype; with ``return_weights``, ``(mixed, W)``.
+    """
+    if not isinstance(z, np.ndarray) or not np.issubdtype(z.dtype, np.floating):
+        raise TypeError(f"z must be a floating NumPy array, got {type(z).__name__} "
+                        f"{getattr(z, 'dtype', '')}".rstrip())
+    if z.ndim < 1 or z.shape[0] == 0:
+        raise ValueError(f"z must have a non-empty batch dimension, got shape {z.shape}")
+    n = _checks.positive_int("n", n)
+    alpha = _checks.positive_float("alpha", alpha)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    b = z.shape[0]
+    w = rng.dirichlet(np.full(b, alpha), size=n).astype(z.dtype)
+    mixed = np.einsum("nb,bd->nd", w, z.reshape(b, -1)).reshape(n, *z.shape[1:])
+    return (mixed, w) if return_weights else mixed
+
+
+# ---------------------------------------------------------------------- bytes
+FAMILIES = ("pairwise", "dense", "copy")
+"""Byte-count families of :func:`bytes_moved`."""
+
+
+def bytes_moved(
+    family: str,
+    *,
+    batch: int,
+    features: int,
+    itemsize: int,
+    num_classes: int = 0,
+    n: int | None = None,
+) -> int:
+    """Minimum bytes an op of ``family`` must move (see the module docstring).
+
+    * ``"pairwise"``: ``2·b·D·s + 8·b + 4·b·C`` (inputs read once, outputs written once,
+      int64 labels read, float32 soft targets written);
+    * ``"dense"``: ``(b + n)·D·s + 4·n·b`` (inputs read once, ``n`` outputs written, float32
+      weights written once; ``n`` defaults to ``b``);
+    * ``"copy"``: ``2·b·D·s``.
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        batch: ``b >= 1``.
+        features: ``D >= 1``, elements per example (``3·32·32``, ``512``…).
+        itemsize: ``s``, bytes per element (4 for fp32, 2 for bf16).
+        num_classes: ``C >= 0`` (pairwise only).
+        n: outputs (dense only), default ``b``.
+    """
+    family = _checks.choice("family", family, FAMILIES)
+    b = _checks.positive_int("batch", batch)
+    d = _checks.positive_int("features", features)
+    s = _checks.positive_int("itemsize", itemsize)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"num_classes must be an int >= 0, got {type(num_classes).__name__}")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be an int >= 0, got {num_classes}")
+    if family == "pairwise":
+        return 2 * b * d * s + 8 * b + 4 * b * num_classes
+    if family == "dense":
+        n = b if n is None else _checks.positive_int("n", n)
+        return (b + n) * d * s + 4 * n * b
+    return 2 * b * d * s
+
+
+# ---------------------------------------------------------------------- cases
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FULL_BATCHES = (32, 128, 256, 1024)
+IMAGE_SHAPES = ((3, 32, 32), (3, 224, 224))
+NUM_CLASSES = {32: 100, 224: 1000}  # CIFAR-100-like and ImageNet-like label spaces
+EMBED_DIM = 512
+MULTIMIX_N = 1000
+EMBED_CLASSES = 1000
+ZETA_GAMMA = 2.8
+ALPHA = 1.0
+CPU_MAX_TENSOR_MB = 512.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: a batch of ``batch`` examples of ``shape`` in ``dtype``.
+
+    ``kind`` is ``"image"`` (pairwise and ζ ops, ``(b, 3, H, W)``) or ``"embedding"``
+    (MultiMix, ``(b, d)`` with ``n`` outputs).
+    """
+
+    kind: str
+    batch: int
+    shape: tuple[int, ...]
+    dtype: str
+    num_classes: int
+    n: int | None = None
+
+    @property
+    def name(self) -> str:
+        dims = "x".join(map(str, self.shape))
+        extra = f"_n{self.n}" if self.n is not None else ""
+        return f"{self.kind}{dims}_b{self.batch}{extra}_{self.dtype}"
+
+    @property
+    def features(self) -> int:
+        """``D``, elements per example."""
+        return math.prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return torch.empty(0, dtype=_DTYPES[self.dtype]).element_size()
+
+    @property
+    def tensor_bytes(self) -> int:
+        """Bytes of one batch tensor ``(b, *shape)``."""
+        return self.batch * self.features * self.itemsize
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "batch": self.batch, "shape": list(self.shape),
+                "dtype": self.dtype, "num_classes": self.num_classes, "n": self.n}
+
+
+def _positive_ints(name: str, values: object) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence of ints >= 1, got {type(values).__name__}")
+    if not values:
+        raise ValueError(f"{name} must name at least one value")
+    return tuple(_checks.positive_int(name, v) for v in values)
+
+
+def _resolve_device(device: object) -> torch.device:
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {type(device).__name__}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available on this machine")
+    return dev
+
+
+def make_cases(
+    device: torch.device | str = "cpu",
+    *,
+    quick: bool = False,
+    batches: Sequence[int] | None = None,
+    dtypes: Sequence[str] | None = None,
+    include_large: bool = False,
+    max_tensor_mb: float | None = None,
+) -> tuple[list[Case], list[dict[str, str]]]:
+    """The cases to run and the ones skipped (with the reason).
+
+    Full: batch ∈ {32, 128, 256, 1024} × images 3×32×32 (100 classes) and 3×224×224 (1000
+    classes), plus MultiMix embeddings ``(b, 512)`` with ``n = 1000`` outputs (1000 classes);
+    float32, and bfloat16 as well on CUDA. Quick: batch 32, 3×32×32 images and embeddings.
+
+    Skipped: on CPU, a case whose batch tensor exceeds ``max_tensor_mb`` (default 512 MB, which
+    drops 3×224×224 at b = 1024: 616 MB a tensor, a few GB with outputs and the peers'
+    temporaries, minutes per repeat) unless ``include_large``; on CUDA, a case whose tensor
+    times 8 (input, outputs, temporaries, the clone peers) does not fit in free memory.
+
+    Returns:
+        ``(cases, skipped)``; ``skipped`` entries are ``{"case": name, "reason": text}``.
+    """
+    dev = _resolve_device(device)
+    quick = _checks.boolean("quick", quick)
+    include_large = _checks.boolean("include_large", include_large)
+    if batches is None:
+        batches = (32,) if quick else FULL_BATCHES
+    batches = _positive_ints("batches", batches)
+    if dtypes is None:
+        dtypes = ("float32", "bfloat16") if dev.type == "cuda" else ("float32",)
+    if isinstance(dtypes, str) or not isinstance(dtypes, Sequence) or not dtypes:
+        raise TypeError(f"dtypes must be a non-empty sequence of names from {tuple(_DTYPES)}, got {dtypes!r}")
+    for d in dtypes:
+        _checks.choice("dtypes", d, tuple(_DTYPES))
+    if max_tensor_mb is None:
+        max_tensor_mb = CPU_MAX_TENSOR_MB if dev.type == "cpu" else math.inf
+    elif isinstance(max_tensor_mb, bool) or not isinstance(max_tensor_mb, (int, float)) or max_tensor_mb <= 0:
+        raise ValueError(f"max_tensor_mb must be a number > 0, got {max_tensor_mb!r}")
+    shapes = IMAGE_SHAPES[:1] if quick else IMAGE_SHAPES
+    candidates = [Case("image", b, s, dt, NUM_CLASSES[s[-1]]) for dt in dtypes for s in shapes for b in batches]
+    candidates += [Case("embedding", b, (EMBED_DIM,), dt, EMBED_CLASSES, MULTIMIX_N) for dt in dtypes for b in batches]
+    free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else None
+    cases, skipped = [], []
+    for c in candidates:
+        mb = c.tensor_bytes / 1e6
+        if dev.type == "cpu" and mb > max_tensor_mb and not include_large:
+            skipped.append({"case": c.name, "reason": f"{mb:.0f} MB a tensor > {max_tensor_mb:g} MB on CPU "
+                                                      "(pass --include-large to run it)"})
+        elif free is not None and 8 * c.tensor_bytes > free:
+            skipped.append({"case": c.name, "reason": f"8 x {mb:.0f} MB exceeds the {free / 1e6:.0f} MB free on {dev}"})
+        else:
+            cases.append(c)
+    return cases, skipped
+
+
+# ---------------------------------------------------------------------- ops of a case
+@dataclass
+class _Op:
+    fn: Callable[[], object]
+    role: str  # "mixbook" | "peer" | "baseline"
+    family: str
+    mixbook: bool = False
+    note: str = ""
+
+
+@dataclass
+class _Inputs:
+    x: torch.Tensor
+    y: torch.Tensor
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _timm_mixup(mode: str, num_classes: int):
+    try:
+        from timm.data import Mixup
+    except ImportError:  # pragma: no cover - timm is in the test extras
+        return None
+    return Mixup(mixup_alpha=ALPHA, cutmix_alpha=0.0, prob=1.0, mode=mode, label_smoothing=0.0,
+                 num_classes=num_classes)
+
+
+def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) -> dict[str, _Op]:
+    """Ops of an image case; see the module docstring for what each one is."""
+    from torchvision.transforms import v2
+
+    from . import mixup, zeta
+
+    x, y, c = inp.x, inp.y, case.num_classes
+    b = case.batch
+
+    def mixbook_mixup():
+        m = mixup.sample(x, alpha=ALPHA)
+        return m.apply(x), m.targets(y, c)
+
+    def mixbook_mixup_per_sample():
+        m = mixup.sample(x, alpha=ALPHA, per_sample=True)
+        return m.apply(x), m.targets(y, c)
+
+    def mixbook_zeta():
+        return zeta.sample(x, gamma=ZETA_GAMMA).apply(x)
+
+    tv_mixup, tv_cutmix = v2.MixUp(alpha=ALPHA, num_classes=c), v2.CutMix(alpha=ALPHA, num_classes=c)
+    w = zeta.weights(b, ZETA_GAMMA, device=dev).to(x.dtype)
+    flat = x.reshape(b, -1)
+    ops = {
+        "copy": _Op(x.clone, "baseline", "copy"),
+        "mixbook_mixup": _Op(mixbook_mixup, "mixbook", "pairwise", True),
+        "mixbook_mixup_per_sample": _Op(mixbook_mixup_per_sample, "mixbook", "pairwise", True),
+        "mixbook_zeta": _Op(mixbook_zeta, "mixbook", "dense", True),
+        "torchvision_mixup": _Op(lambda: tv_mixup(x, y), "peer", "pairwise"),
+        "torchvision_cutmix": _Op(lambda: tv_cutmix(x, y), "peer", "pairwise", note="CutMix: a different op, for scale"),
+    }
+    timm_batch, timm_elem = _timm_mixup("batch", c), _timm_mixup("elem", c)
+    if timm_batch is None:
+        notes.append("timm not installed: timm peers skipped")
+    elif b % 2:
+        notes.append(f"timm needs an even batch: timm peers skipped at b={b}")
+    else:
+        buf = inp.buffers.setdefault("timm", x.clone())
+        ops["timm_batch"] = _Op(lambda: timm_batch(buf, y), "peer", "pairwise",
+                                note="in place on a persistent buffer (no clone charged)")
+        ops["timm_batch_clone"] = _Op(lambda: timm_batch(x.clone(), y), "peer", "pairwise",
+                                      note="fresh clone each call (input kept, as mixbook)")
+        ops["timm_elem"] = _Op(lambda: timm_elem(buf, y), "peer", "pairwise", note="in place, per-example loop")
+    if dev.type == "cpu" and x.dtype == torch.float32:
+        x_np, rng = x.numpy(), np.random.default_rng(0)
+        ops["numpy_zeta"] = _Op(lambda: zeta_numpy_reference(x_np, ZETA_GAMMA, rng), "peer", "dense")
+    ops["matmul"] = _Op(lambda: w @ flat, "peer", "dense", note=f"one {case.dtype} matmul (b,b)@(b,D)")
+    return ops
+
+
+def _embedding_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) -> dict[str, _Op]:
+    """Ops of a MultiMix embedding case ``(b, d)`` → ``(n, d)``."""
+    from . import multimix
+
+    z, b, n = inp.x, case.batch, case.n
+
+    def mixbook_multimix():
+        return multimix.sample(z, n=n, alpha=ALPHA).apply(z)
+
+    w = multimix.weights(b, n, ALPHA, device=dev).to(z.dtype)
+    ops = {
+        "copy": _Op(z.clone, "baseline", "copy"),
+        "mixbook_multimix": _Op(mixbook_multimix, "mixbook", "dense", True),
+    }
+    if dev.type == "cpu" and z.dtype == torch.float32:
+        z_np, rng = z.numpy(), np.random.default_rng(0)
+        ops["numpy_multimix"] = _Op(lambda: multimix_numpy_reference(z_np, n, ALPHA, rng), "peer", "dense")
+    ops["matmul"] = _Op(lambda: w @ z, "peer", "dense", note=f"one {case.dtype} matmul (n,b)@(b,d)")
+    return ops
+
+
+def _peak_extra_bytes(fn: Callable[[], object], dev: torch.device) -> int | None:
+    """CUDA: peak allocated bytes during one call minus those allocated before (outputs included)."""
+    if dev.type != "cuda":
+        return None
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    before = torch.cuda.memory_allocated(dev)
+    out = fn()
+    torch.cuda.synchronize(dev)
+    peak = torch.cuda.max_memory_allocated(dev) - before
+    del out
+    return int(peak)
+
+
+def _host_sync_free(fn: Callable[[], object], dev: torch.device) -> tuple[bool | None, str]:
+    """CUDA: run one call under ``torch.cuda.set_sync_debug_mode("error")``; ``(ok, message)``."""
+    if dev.type != "cuda":
+        return None, "not applicable on CPU"
+    torch.cuda.synchronize(dev)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fn()
+        return True, ""
+    except RuntimeError as err:
+        return False, str(err).splitlines()[0][:200]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize(dev)
+
+
+def _run_case(case: Case, dev: torch.device, *, repeats: int, warmup: int, min_time: float,
+              seed: int) -> dict[str, Any]:
+    """Time every op of ``case`` (interleaved) and derive ops/s, GB/s, copy fraction, speedups."""
+    gen = torch.Generator().manual_seed(seed)
+    dtype = _DTYPES[case.dtype]
+    x = torch.randn(case.batch, *case.shape, generator=gen).to(device=dev, dtype=dtype)
+    y = torch.randint(0, case.num_classes, (case.batch,), generator=gen).to(dev)
+    inp, notes = _Inputs(x, y), []
+    ops = (_image_ops if case.kind == "image" else _embedding_ops)(case, dev, inp, notes)
+    frame = time_ops({k: op.fn for k, op in ops.items()}, repeats=repeats, number=1, warmup=warmup,
+                     baseline="copy", device=dev, min_time=min_time)
+    copy_bytes = bytes_moved("copy", batch=case.batch, features=case.features, itemsize=case.itemsize)
+    copy_gbs = copy_bytes / frame.loc["copy", "median_s"] / 1e9
+    peers = {fam: [k for k, op in ops.items() if op.role == "peer" and op.family == fam] for fam in FAMILIES}
+    results: dict[str, Any] = {}
+    for name, op in ops.items():
+        med = float(frame.loc[name, "median_s"])
+        nbytes = bytes_moved(op.family, batch=case.batch, features=case.features, itemsize=case.itemsize,
+                             num_classes=case.num_classes if op.family == "pairwise" else 0, n=case.n)
+        gbs = nbytes / med / 1e9
+        rec: dict[str, Any] = {
+            "role": op.role, "family": op.family, "median_s": med, "min_s": float(frame.loc[name, "min_s"]),
+            "number": int(frame.attrs["number"][name]), "ops_per_s": 1.0 / med, "bytes": nbytes,
+            "gb_per_s": gbs, "copy_fraction": gbs / copy_gbs, "peak_extra_bytes": _peak_extra_bytes(op.fn, dev),
+            "note": op.note,
+        }
+        if op.mixbook:
+            rec["speedup_vs"] = {p: float(frame.loc[p, "median_s"]) / med for p in peers[op.family]}
+            rec["host_sync_free"], msg = _host_sync_free(op.fn, dev)
+            if msg and rec["host_sync_free"] is False:
+                rec["host_sync_error"] = msg
+        results[name] = rec
+    del inp
+    return {**case.to_dict(), "notes": notes, "ops": results}
+
+
+# ---------------------------------------------------------------------- targets
+TARGETS_CPU = (
+    # (name, mixbook op, peer op, minimum speedup, batches (None: every case), kind)
+    ("pairwise >= 1.5x torchvision MixUp", "mixbook_mixup", "torchvision_mixup", 1.5, None, "image"),
+    ("pairwise >= 1.5x timm batch (in place)", "mixbook_mixup", "timm_batch", 1.5, None, "image"),
+    ("pairwise >= 1.5x timm batch (fresh clone)", "mixbook_mixup", "timm_batch_clone", 1.5, None, "image"),
+    ("per-sample lambda >= 10x timm elem", "mixbook_mixup_per_sample", "timm_elem", 10.0, None, "image"),
+    ("zeta weights + mixing >= 10x NumPy reference at b=256", "mixbook_zeta", "numpy_zeta", 10.0, (256,), "image"),
+)
+"""CPU targets: speedup of a mixbook op over a peer, in every matching case."""
+
+TARGETS_CUDA = (
+    "pairwise >= 70% of copy bandwidth",
+    "zeta within 2x of one bf16 matmul",
+    "multimix within 2x of one bf16 matmul",
+    "no host sync in mixbook ops",
+)
+"""CUDA targets (evaluated when the run is on CUDA)."""
+
+
+def _target(name: str, case: str, measured: float | bool | None, target: str, ok: bool | None,
+            note: str = "") -> dict[str, Any]:
+    return {"name": name, "case": case, "measured": measured, "target": target, "pass": ok, "note": note}
+
+
+def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) -> list[dict[str, Any]]:
+    """One entry per (target, case): ``{"name", "case", "measured", "target", "pass", "note"}``.
+
+    CPU targets are speedups (peer median / mixbook median, :data:`TARGETS_CPU`); on CUDA also
+    the copy fraction of pairwise mixup (≥ 0.7), ζ and MultiMix time over one matmul of the
+    same shape in bf16 (≤ 2), and whether each mixbook op ran under
+    ``torch.cuda.set_sync_debug_mode("error")``.
+    """
+    dev = torch.device(device)
+    out: list[dict[str, Any]] = []
+    for name, op, peer, minimum, batches, kind in TARGETS_CPU:
+        if dev.type != "cpu":
+            continue
+        for c in cases:
+            if c["kind"] != kind or (batches is not None and c["batch"] not in batches):
+                continue
+            if op not in c["ops"] or peer not in c["ops"][op].get("speedup_vs", {}):
+                out.append(_target(name, c["name"], None, f">= {minimum:g}", None, f"{peer} not run in this case"))
+                continue
+            s = c["ops"][op]["speedup_vs"][peer]
+            out.append(_target(name, c["name"], s, f">= {minimum:g}", s >= minimum))
+    if dev.type == "cuda":
+        for c in cases:
+            ops = c["ops"]
+            if "mixbook_mixup" in ops:
+                f = ops["mixbook_mixup"]["copy_fraction"]
+                out.append(_target(TARGETS_CUDA[0], c["name"], f, ">= 0.7", f >= 0.7))
+            if c["dtype"] == "bfloat16":
+                for i, op in ((1, "mixbook_zeta"), (2, "mixbook_multimix")):
+                    if op in ops and "matmul" in ops:
+                        r = ops[op]["median_s"] / ops["matmul"]["median_s"]
+                        out.append(_target(TARGETS_CUDA[i], c["name"], r, "<= 2", r <= 2.0))
+            for op, rec in ops.items():
+                if rec["role"] == "mixbook":
+                    ok = rec.get("host_sync_free")
+                    out.append(_target(TARGETS_CUDA[3], c["name"], ok, "True", ok, f"{op} {rec.get('host_sync_error', '')}".strip()))
+    return out
+
+
+# ---------------------------------------------------------------------- provenance
+def _git(*args: str) -> str | None:
+    try:
+        res = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    """Where and with what the numbers were measured."""
+    status = _git("status", "--porcelain")
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "cpu": _cpu_name(),
+        "torch": torch.__version__, "torchvision": _version("torchvision"), "timm": _version("timm"),
+        "numpy": np.__version__, "python": platform.python_version(),
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "env": {k: os.environ.get(k) for k in _ENV_KEYS},
+        "transparent_hugepage": _read_text("/sys/kernel/mm/transparent_hugepage/enabled"),
+    }
+
+
+_ENV_KEYS = ("THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Environment variables that change CPU timings, recorded in the provenance."""
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------- run, table, CLI
+def run(
+    *,
+    device: torch.device | str = "auto",
+    quick: bool = False,
+    batches: Sequence[int] | None = None,
+    dtypes: Sequence[str] | None = None,
+    include_large: bool = False,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    min_time: float | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; returns the JSON-ready result (see :func:`main` for the layout).
+
+    Args:
+        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:i]"``.
+        quick: a small subset with few repeats, for tests and live notebook cells (its numbers
+            are for smoke tests, not for quoting).
+        batches: override the batch sizes (default: 32, 128, 256, 1024; quick: 32).
+        dtypes: override the dtypes (default float32, plus bfloat16 on CUDA).
+        include_large: run cases above the CPU size limit too (:func:`make_cases`).
+        repeats: timed repeats, median reported (default 7; quick 3).
+        warmup: untimed calls of each op first (default 2; quick 1).
+        min_time: seconds a timed block should last at least (default 0.05; quick 0.002).
+        seed: seed of the inputs.
+        log: called with a line of progress per case (e.g. ``print``), or ``None``.
+
+    Returns:
+        ``{"provenance", "parameters", "skipped", "cases", "targets"}``.
+    """
+    dev = _resolve_device(device)
+    quick = _checks.boolean("quick", quick)
+    repeats = _checks.positive_int("repeats", (3 if quick else 7) if repeats is None else repeats)
+    if warmup is None:
+        warmup = 1 if quick else 2
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    min_time = _checks.positive_float("min_time", (0.002 if quick else 0.05) if min_time is None else min_time)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if log is not None and not callable(log):
+        raise TypeError(f"log must be callable or None, got {type(log).__name__}")
+    cases, skipped = make_cases(dev, quick=quick, batches=batches, dtypes=dtypes, include_large=include_large)
+    params = {"device": str(dev), "quick": quick, "batches": sorted({c.batch for c in cases}),
+              "dtypes": sorted({c.dtype for c in cases}), "include_large": include_large, "repeats": repeats,
+              "warmup": warmup, "min_time_s": min_time, "seed": seed, "alpha": ALPHA, "zeta_gamma": ZETA_GAMMA,
+              "multimix_n": MULTIMIX_N, "embed_dim": EMBED_DIM, "num_classes": {f"{k}x{k}": v for k, v in NUM_CLASSES.items()},
+              "embedding_classes": EMBED_CLASSES}
+    result: dict[str, Any] = {"provenance": provenance(dev), "parameters": params, "skipped": skipped, "cases": []}
+    for s in skipped:
+        if log:
+            log(f"skipped {s['case']}: {s['reason']}")
+    for i, case in enumerate(cases):
+        t0 = time.perf_counter()
+        result["cases"].append(_run_case(case, dev, repeats=repeats, warmup=warmup, min_time=min_time, seed=seed + i))
+        if log:
+            log(f"[{i + 1}/{len(cases)}] {case.name}: {time.perf_counter() - t0:.1f} s")
+    result["targets"] = evaluate_targets(result["cases"], dev)
+    result["provenance"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return result
+
+
+def _fmt_speedups(rec: dict[str, Any]) -> str:
+    return " ".join(f"{p}={s:.2f}x" for p, s in rec.get("speedup_vs", {}).items())
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """A plain-text table: one line per (case, op), then the targets and the skipped cases."""
+    lines = [f"{'case':<34} {'op':<25} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6} {'peakMB':>7}  speedup vs peers"]
+    for c in result["cases"]:
+        for name, r in c["ops"].items():
+            peak = "-" if r["peak_extra_bytes"] is None else f"{r['peak_extra_bytes'] / 1e6:.1f}"
+            lines.append(f"{c['name']:<34} {name:<25} {r['median_s'] * 1e3:9.3f} {r['ops_per_s']:9.1f} "
+                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}% {peak:>7}  {_fmt_speedups(r)}")
+    if result.get("targets"):
+        lines.append("")
+        lines.append("targets:")
+        for t in result["targets"]:
+            m = t["measured"]
+            shown = f"{m:.2f}" if isinstance(m, float) else str(m)
+            verdict = {True: "PASS", False: "MISS", None: "n/a"}[t["pass"]]
+            lines.append(f"  {verdict:<4} {t['name']:<55} {t['case']:<34} {shown:>7} (target {t['target']}) {t['note']}")
+    for s in result.get("skipped", []):
+        lines.append(f"skipped {s['case']}: {s['reason']}")
+    return "\n".join(lines)
+
+
+def _positive_int_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mixbook.bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:i] (default auto)")
+    p.add_argument("--quick", action="store_true", help="small subset, few repeats (smoke tests, notebook cells)")
+    p.add_argument("--json", type=Path, default=None, help="write the result here as JSON")
+    p.add_argument("--batch", type=_positive_int_arg, nargs="+", default=None,
+                   help="batch sizes (default 32 128 256 1024; quick: 32)")
+    p.add_argument("--dtype", nargs="+", choices=tuple(_DTYPES), default=None,
+                   help="dtypes (default float32, plus bfloat16 on CUDA)")
+    p.add_argument("--include-large", action="store_true",
+                   help=f"on CPU also run cases whose batch tensor exceeds {CPU_MAX_TENSOR_MB:g} MB (224x224 at b=1024)")
+    p.add_argument("--repeats", type=_positive_int_arg, default=None, help="timed repeats, median reported (default 7)")
+    p.add_argument("--threads", type=_positive_int_arg, default=None, help="torch.set_num_threads before running")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line: run, print the table, write ``--json``. Returns the result dict.
+
+    JSON layout: ``provenance`` (device name, torch/torchvision/timm/numpy versions, UTC date,
+    git commit, thread count, load average), ``parameters``, ``skipped`` (case, reason),
+    ``cases`` (each: case fields, ``notes``, ``ops`` → name → ``role``, ``family``,
+    ``median_s``, ``min_s``, ``number``, ``ops_per_s``, ``bytes``, ``gb_per_s``,
+    ``copy_fraction``, ``peak_extra_bytes``, ``note``, and for mixbook ops ``speedup_vs`` (peer →
+    peer time / mixbook time) and ``host_sync_free``), ``targets`` (name, case, measured, target,
+    pass, note).
+    """
+    args = _parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run(device=args.device, quick=args.quick, batches=args.batch, dtypes=args.dtype,
+                 include_large=args.include_large, repeats=args.repeats, seed=args.seed,
+                 log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_table(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    main()

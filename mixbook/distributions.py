@@ -39,17 +39,33 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if torch.finfo(dtype).bits < 32 else dtype
 
 
-def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = None, *,
+              boost: bool | None = None) -> torch.Tensor:
     """``log`` of Gamma(concentration, 1) samples, one per element; same shape, dtype, device.
 
     Stable for any concentration > 0 (see the module docstring).
+
+    Args:
+        concentration: floating tensor of concentrations > 0.
+        generator: optional ``torch.Generator`` on its device.
+        boost: ``None`` decides per element whether to use the small-α boost; ``True`` /
+            ``False`` says that every element is below / at least 1 (the caller knows it when
+            the concentrations are Python floats). Same draws and values either way, in fewer
+            kernels when given (it matters for one λ per batch, the hot path of small batches).
     """
     a = concentration
-    boost = a < 1
-    g = torch._standard_gamma(torch.where(boost, a + 1, a), generator=generator)
-    u = torch.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)
-    u = u.clamp_min_(torch.finfo(a.dtype).tiny)
-    return g.log() + torch.where(boost, u.log() / a, torch.zeros_like(a))
+    if boost is None:
+        small = a < 1
+        g = torch._standard_gamma(torch.where(small, a + 1, a), generator=generator)
+        u = torch.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+        u = u.clamp_min_(torch.finfo(a.dtype).tiny)
+        return g.log() + torch.where(small, u.log() / a, torch.zeros_like(a))
+    g = torch._standard_gamma(a + 1 if boost else a, generator=generator)
+    u = torch.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)  # drawn either way: same stream
+    lg = g.log_()
+    if boost:
+        lg += u.clamp_min_(torch.finfo(a.dtype).tiny).log_().div_(a)
+    return lg
 
 
 def beta(
@@ -76,7 +92,7 @@ def beta(
     conc = torch.empty((*shape, 2), device=device, dtype=work)
     conc.select(-1, 0).fill_(a)
     conc.select(-1, 1).fill_(b)
-    lg = log_gamma(conc, generator)
+    lg = log_gamma(conc, generator, boost=(a < 1) if (a < 1) == (b < 1) else None)
     return torch.sigmoid(lg[..., 0] - lg[..., 1]).to(dtype)
 
 
@@ -103,4 +119,4 @@ def dirichlet(
         e = torch.empty(tuple(shape), device=device, dtype=work).exponential_(generator=generator)
         return torch.softmax(e.clamp_min_(torch.finfo(work).tiny).log_(), dim=-1).to(dtype)
     conc = torch.full(tuple(shape), alpha, device=device, dtype=work)
-    return torch.softmax(log_gamma(conc, generator), dim=-1).to(dtype)
+    return torch.softmax(log_gamma(conc, generator, boost=alpha < 1), dim=-1).to(dtype)

@@ -37,6 +37,11 @@ def one_hot(
     num_classes = _checks.num_classes(num_classes)
     y = _checks.labels("y", y, num_classes)
     smoothing = _checks.unit_interval("smoothing", smoothing)
+    return _one_hot(y, num_classes, smoothing, dtype)
+
+
+def _one_hot(y: torch.Tensor, num_classes: int, smoothing: float, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`one_hot` for arguments the caller has already checked (one scatter, no checks)."""
     off = smoothing / num_classes
     out = torch.full((y.shape[0], num_classes), off, dtype=dtype, device=y.device)
     return out.scatter_(1, y.long().unsqueeze(1), 1.0 - smoothing + off)

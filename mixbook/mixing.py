@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import _checks
-from .losses import one_hot
+from .losses import _one_hot
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,7 +215,7 @@ class Mixing:
             _checks.num_classes(num_classes)
             _checks.labels("y", y, num_classes)
             self._check_batch("y", y)
-            soft = one_hot(y, num_classes, smoothing)
+            soft = _one_hot(y, num_classes, smoothing, torch.float32)  # labels checked just above
         return self._mix(soft)
 
     def __repr__(self) -> str:

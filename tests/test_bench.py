@@ -1,19 +1,33 @@
-"""The timing harness: frame layout, ratios, medians, interleaving, bad arguments.
+"""The timing harness and the benchmark built on it (``python -m mixbook.bench``).
 
+``time_ops``: frame layout, ratios, medians, interleaving, calls per repeat, bad arguments.
 Real clocks only decide "slower or not" with a wide margin (a 2 ms sleep against a no-op);
 the exact statistics are checked against a fake clock that each operation advances by a
 known amount.
+
+The benchmark: the byte formulas on known cases, which cases run or are skipped, that the
+peers compute the same mixing as mixbook when given the same λ and pairing (torchvision's
+``MixUp`` is a roll, timm's ``Mixup`` a flip), the NumPy references, the target verdicts on
+known numbers (CPU and CUDA rules), and one ``--quick`` run of the command line whose JSON is
+checked key by key. No assertion depends on a measured time.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from mixbook import bench, reformulation
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _noop() -> None:
@@ -118,3 +132,261 @@ def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         bench.time_ops(args.pop("ops"), **args)
     assert calls == [], "an op ran before the arguments were checked"
+
+
+def test_min_time_raises_calls_per_repeat(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+
+    def fast():
+        clock.now += 0.001
+
+    def slow():
+        clock.now += 0.5
+
+    frame = bench.time_ops({"fast": fast, "slow": slow}, repeats=3, number=2, warmup=0, min_time=0.01)
+    assert frame.attrs["number"] == {"fast": 10, "slow": 2}
+    assert frame.loc["fast", "median_s"] == pytest.approx(0.001) and frame.loc["slow", "median_s"] == 0.5
+    with pytest.raises(ValueError, match="min_time"):
+        bench.time_ops({"fast": fast}, min_time=0.0)
+
+
+# ---------------------------------------------------------------------- the harness: bytes, cases, peers
+def test_bytes_formula_on_known_cases():
+    # pairwise: 2 b D s + 8 b + 4 b C = 2*2*3*4 + 8*2 + 4*2*5
+    assert bench.bytes_moved("pairwise", batch=2, features=3, itemsize=4, num_classes=5) == 48 + 16 + 40
+    # dense: (b + n) D s + 4 n b = (2 + 3)*4*2 + 4*3*2
+    assert bench.bytes_moved("dense", batch=2, features=4, itemsize=2, n=3) == 40 + 24
+    assert bench.bytes_moved("dense", batch=2, features=4, itemsize=2) == (2 + 2) * 4 * 2 + 4 * 2 * 2
+    assert bench.bytes_moved("copy", batch=256, features=3 * 224 * 224, itemsize=4) == 2 * 256 * 150528 * 4
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: bench.bytes_moved("matmul", batch=2, features=3, itemsize=4), ValueError, "family"),
+    (lambda: bench.bytes_moved("copy", batch=0, features=3, itemsize=4), ValueError, "batch"),
+    (lambda: bench.bytes_moved("copy", batch=2, features=3, itemsize=2.5), TypeError, "itemsize"),
+    (lambda: bench.bytes_moved("pairwise", batch=2, features=3, itemsize=4, num_classes=-1), ValueError, "num_classes"),
+    (lambda: bench.bytes_moved("dense", batch=2, features=3, itemsize=4, n=0), ValueError, r"\bn\b"),
+    (lambda: bench.make_cases("cpu", batches=[32, 0]), ValueError, "batches"),
+    (lambda: bench.make_cases("cpu", batches=32), TypeError, "batches"),
+    (lambda: bench.make_cases("cpu", dtypes=["float8"]), ValueError, "dtypes"),
+    (lambda: bench.make_cases("cpu", quick="yes"), TypeError, "quick"),
+    (lambda: bench.run(device="tpu"), ValueError, "device"),
+    (lambda: bench.run(device=3), TypeError, "device"),
+    (lambda: bench.run(device="cpu", repeats=0), ValueError, "repeats"),
+    (lambda: bench.run(device="cpu", min_time=-1.0), ValueError, "min_time"),
+    (lambda: bench.run(device="cpu", warmup=-1), ValueError, "warmup"),
+    (lambda: bench.run(device="cpu", seed=1.5), TypeError, "seed"),
+    (lambda: bench.multimix_numpy_reference(np.ones((4, 2), np.float32), 0, 1.0, np.random.default_rng()),
+     ValueError, r"\bn\b"),
+    (lambda: bench.multimix_numpy_reference(np.ones((4, 2), np.float32), 3, -1.0, np.random.default_rng()),
+     ValueError, "alpha"),
+    (lambda: bench.multimix_numpy_reference(np.ones((4, 2), np.int64), 3, 1.0, np.random.default_rng()),
+     TypeError, r"\bz\b"),
+    (lambda: bench.multimix_numpy_reference(np.ones((4, 2), np.float32), 3, 1.0, 0), TypeError, "rng"),
+])
+def test_harness_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_cases_and_what_is_skipped_on_cpu():
+    cases, skipped = bench.make_cases("cpu")
+    names = {c.name for c in cases}
+    assert len(cases) == 4 * 2 - 1 + 4 and all(c.dtype == "float32" for c in cases)
+    assert skipped == [{"case": "image3x224x224_b1024_float32", "reason": skipped[0]["reason"]}]
+    assert "617 MB" in skipped[0]["reason"] and "--include-large" in skipped[0]["reason"]
+    assert "embedding512_b256_n1000_float32" in names and "image3x32x32_b1024_float32" in names
+    cases, skipped = bench.make_cases("cpu", include_large=True)
+    assert len(cases) == 12 and skipped == []
+    cases, skipped = bench.make_cases("cpu", quick=True)
+    assert [c.name for c in cases] == ["image3x32x32_b32_float32", "embedding512_b32_n1000_float32"]
+    assert cases[0].num_classes == 100 and cases[0].features == 3072 and cases[0].tensor_bytes == 32 * 3072 * 4
+
+
+def _case_inputs(b=8, c=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 4, 4, generator=g), torch.randint(0, c, (b,), generator=g)
+
+
+def test_torchvision_mixup_equals_mixbook_with_roll_pairing_and_the_same_lambda(monkeypatch):
+    from torchvision.transforms import v2
+
+    from mixbook import mixup
+    from mixbook.mixing import Mixing
+
+    x, y = _case_inputs()
+    tv = v2.MixUp(alpha=1.0, num_classes=5)
+    monkeypatch.setattr(tv, "make_params", lambda flat_inputs: {"lam": 0.3})
+    x_tv, y_tv = tv(x, y)
+    m = Mixing.pairwise(mixup.pair(8, "roll"), torch.full((8,), 0.3))
+    torch.testing.assert_close(m.apply(x), x_tv)
+    torch.testing.assert_close(m.targets(y, 5), y_tv)
+
+
+def test_timm_batch_and_elem_equal_mixbook_with_flip_pairing(monkeypatch):
+    from timm.data import Mixup
+
+    from mixbook import mixup
+    from mixbook.mixing import Mixing
+
+    x, y = _case_inputs()
+    flip = mixup.pair(8, "flip")
+    batch = Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode="batch", label_smoothing=0.0, num_classes=5)
+    monkeypatch.setattr(batch, "_params_per_batch", lambda: (0.3, False))
+    buf = x.clone()
+    x_timm, y_timm = batch(buf, y)
+    assert x_timm is buf, "timm mixes in place (the harness times it on a persistent buffer)"
+    m = Mixing.pairwise(flip, torch.full((8,), 0.3))
+    torch.testing.assert_close(m.apply(x), x_timm)
+    torch.testing.assert_close(m.targets(y, 5), y_timm)
+
+    lam = np.linspace(0.1, 0.9, 8).astype(np.float32)
+    elem = Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode="elem", label_smoothing=0.0, num_classes=5)
+    monkeypatch.setattr(elem, "_params_per_elem", lambda b: (lam.copy(), np.zeros(b, dtype=bool)))
+    x_timm, y_timm = elem(x.clone(), y)
+    m = Mixing.pairwise(flip, torch.from_numpy(lam))
+    torch.testing.assert_close(m.apply(x), x_timm)
+    torch.testing.assert_close(m.targets(y, 5), y_timm)
+
+
+def test_numpy_multimix_reference_is_a_row_stochastic_mix():
+    z = np.random.default_rng(0).standard_normal((16, 7)).astype(np.float32)
+    mixed, w = bench.multimix_numpy_reference(z, 40, 0.5, np.random.default_rng(1), return_weights=True)
+    assert mixed.shape == (40, 7) and mixed.dtype == np.float32 and w.shape == (40, 16)
+    assert (w >= 0).all() and np.allclose(w.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(mixed, w @ z, rtol=1e-5, atol=1e-5)
+    again = bench.multimix_numpy_reference(z, 40, 0.5, np.random.default_rng(1))
+    np.testing.assert_array_equal(again, mixed)
+
+
+def test_zeta_numpy_reference_rows_are_pseries_permutations():
+    b, gamma = 6, 2.8
+    x = np.eye(b, dtype=np.float32)  # mixing the identity returns W itself
+    w = bench.zeta_numpy_reference(x, gamma, np.random.default_rng(0))
+    series = np.arange(1, b + 1, dtype=np.float64) ** -gamma
+    series /= series.sum()
+    np.testing.assert_allclose(np.sort(w, axis=1)[:, ::-1], np.broadcast_to(series, (b, b)), rtol=1e-6)
+
+
+def _fake_case(kind, batch, dtype, ops):
+    return {"name": f"{kind}_b{batch}_{dtype}", "kind": kind, "batch": batch, "dtype": dtype, "ops": ops}
+
+
+def test_targets_pass_and_fail_on_known_numbers():
+    image = _fake_case("image", 256, "float32", {
+        "mixbook_mixup": {"role": "mixbook", "speedup_vs": {"torchvision_mixup": 2.0, "timm_batch": 1.2,
+                                                            "timm_batch_clone": 1.6}},
+        "mixbook_mixup_per_sample": {"role": "mixbook", "speedup_vs": {"timm_elem": 30.0}},
+        "mixbook_zeta": {"role": "mixbook", "speedup_vs": {"numpy_zeta": 4.0}},
+    })
+    got = {t["name"]: t for t in bench.evaluate_targets([image], "cpu")}
+    assert got["pairwise >= 1.5x torchvision MixUp"]["pass"] is True
+    assert got["pairwise >= 1.5x timm batch (in place)"]["pass"] is False
+    assert got["pairwise >= 1.5x timm batch (fresh clone)"]["pass"] is True
+    assert got["per-sample lambda >= 10x timm elem"]["measured"] == 30.0
+    assert got["zeta weights + mixing >= 10x NumPy reference at b=256"]["pass"] is False
+    assert set(got) == {t[0] for t in bench.TARGETS_CPU}
+    # the ζ target is only evaluated at b = 256
+    assert all("zeta" not in t["name"] for t in bench.evaluate_targets([{**image, "batch": 32}], "cpu"))
+
+    gpu = _fake_case("image", 256, "bfloat16", {
+        "mixbook_mixup": {"role": "mixbook", "copy_fraction": 0.8, "median_s": 1.0, "host_sync_free": True},
+        "mixbook_zeta": {"role": "mixbook", "median_s": 3.0, "host_sync_free": False, "host_sync_error": "sync!"},
+        "matmul": {"role": "peer", "median_s": 1.0},
+    })
+    got = bench.evaluate_targets([gpu], "cuda")
+    by = {(t["name"], t["note"].split(" ")[0]): t for t in got}
+    assert by[("pairwise >= 70% of copy bandwidth", "")]["pass"] is True
+    assert by[("zeta within 2x of one bf16 matmul", "")]["measured"] == 3.0
+    assert by[("zeta within 2x of one bf16 matmul", "")]["pass"] is False
+    assert by[("no host sync in mixbook ops", "mixbook_mixup")]["pass"] is True
+    assert by[("no host sync in mixbook ops", "mixbook_zeta")]["pass"] is False
+    assert "sync!" in by[("no host sync in mixbook ops", "mixbook_zeta")]["note"]
+
+
+OP_KEYS = {"role", "family", "median_s", "min_s", "number", "ops_per_s", "bytes", "gb_per_s", "copy_fraction",
+           "peak_extra_bytes", "note"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """``python -m mixbook.bench --quick`` in a subprocess: (completed process, parsed JSON)."""
+    path = tmp_path_factory.mktemp("bench") / "quick.json"
+    proc = subprocess.run([sys.executable, "-m", "mixbook.bench", "--quick", "--device", "cpu", "--json", str(path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc, json.loads(path.read_text())
+
+
+def test_quick_cli_writes_the_documented_json(quick_run):
+    proc, result = quick_run
+    assert set(result) == {"provenance", "parameters", "skipped", "cases", "targets"}
+    prov = result["provenance"]
+    for key in ("device", "device_name", "torch", "torchvision", "timm", "date_utc", "git_commit", "torch_threads",
+                "cpu_count", "load_average"):
+        assert key in prov
+    assert prov["torch"] == torch.__version__ and prov["date_utc"].endswith("+00:00")
+    assert result["parameters"]["quick"] is True and result["parameters"]["device"] == "cpu"
+    assert [c["name"] for c in result["cases"]] == ["image3x32x32_b32_float32", "embedding512_b32_n1000_float32"]
+    image, emb = result["cases"]
+    assert {"copy", "mixbook_mixup", "mixbook_mixup_per_sample", "mixbook_zeta", "torchvision_mixup",
+            "torchvision_cutmix", "timm_batch", "timm_batch_clone", "timm_elem", "numpy_zeta", "matmul"} == set(image["ops"])
+    assert {"copy", "mixbook_multimix", "numpy_multimix", "matmul"} == set(emb["ops"])
+    for case in result["cases"]:
+        copy = case["ops"]["copy"]
+        assert copy["copy_fraction"] == pytest.approx(1.0)
+        for name, rec in case["ops"].items():
+            assert OP_KEYS <= set(rec), name
+            assert rec["median_s"] > 0 and rec["ops_per_s"] == pytest.approx(1 / rec["median_s"])
+            assert rec["gb_per_s"] == pytest.approx(rec["bytes"] / rec["median_s"] / 1e9)
+            assert rec["peak_extra_bytes"] is None  # not measurable on CPU
+            if rec["role"] == "mixbook":
+                assert rec["host_sync_free"] is None  # a CUDA check
+                assert set(rec["speedup_vs"]) == {k for k, r in case["ops"].items()
+                                                  if r["role"] == "peer" and r["family"] == rec["family"]}
+    mix = image["ops"]["mixbook_mixup"]
+    assert mix["bytes"] == bench.bytes_moved("pairwise", batch=32, features=3072, itemsize=4, num_classes=100)
+    assert {t["name"] for t in result["targets"]} == {t[0] for t in bench.TARGETS_CPU[:4]}  # no b = 256 in quick
+    for t in result["targets"]:
+        assert set(t) == {"name", "case", "measured", "target", "pass", "note"} and isinstance(t["pass"], bool)
+    assert "mixbook_mixup" in proc.stdout and "targets:" in proc.stdout
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--batch", "0"])
+    assert "--batch" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--dtype", "int8"])
+    assert "--dtype" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="device"):
+        bench.main(["--device", "tpu", "--quick"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_quick_run_on_cuda_uses_events_memory_and_sync_checks():
+    result = bench.run(device="cuda", quick=True)
+    assert {c["dtype"] for c in result["cases"]} == {"float32", "bfloat16"}
+    for case in result["cases"]:
+        for rec in case["ops"].values():
+            assert rec["peak_extra_bytes"] is not None and rec["peak_extra_bytes"] >= 0
+            if rec["role"] == "mixbook":
+                assert rec["host_sync_free"] is True, rec.get("host_sync_error")
+    names = {t["name"] for t in result["targets"]}
+    assert set(bench.TARGETS_CUDA) <= names
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.4, 1.0, 2.5])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_mixup_lambda_sampler_is_distributions_beta_bit_for_bit(alpha, per_sample):
+    """mixup.sample draws λ with fewer kernels (for speed) but the same numbers and RNG stream."""
+    from mixbook import distributions, mixup
+
+    x = torch.empty(16, 3)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    m = mixup.sample(x, alpha=alpha, per_sample=per_sample, pairing="flip", generator=g1)
+    ref = distributions.beta(alpha, alpha, (16 if per_sample else 1,), generator=g2).expand(16)
+    assert torch.equal(m.lam, ref)
+    assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))

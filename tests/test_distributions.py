@@ -191,3 +191,16 @@ def test_uniform_dirichlet_fast_path_is_uniform_on_the_simplex():
     assert stats.ks_2samp(fast[:, 1].numpy(), slow[:, 1].numpy()).pvalue > 1e-3
     half = D.dirichlet(1.0, (4, 3), dtype=torch.bfloat16, generator=_gen(1))
     assert half.dtype == torch.bfloat16 and bool((half >= 0).all())
+
+
+@pytest.mark.parametrize("a, b", [(0.2, 0.2), (1.0, 1.0), (3.0, 3.0), (0.4, 2.0), (2.0, 0.5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_gamma_known_boost_is_the_per_element_path_bit_for_bit(a, b, dtype):
+    """``boost`` given by the caller changes the kernels, not the draws or the values."""
+    conc = torch.empty(257, 2, dtype=dtype)
+    conc[:, 0], conc[:, 1] = a, b
+    per_element = D.log_gamma(conc, _gen(5))
+    if (a < 1) == (b < 1):
+        assert torch.equal(D.log_gamma(conc, _gen(5), boost=a < 1), per_element)
+    assert torch.equal(D.beta(a, b, (257,), dtype=dtype, generator=_gen(5)),
+                       torch.sigmoid(per_element[:, 0] - per_element[:, 1]))
