@@ -16,11 +16,11 @@ Public names::
     setup                           seeds, device, plot style
     set_value_checks                when tensor values are checked (CPU only by default)
 
-Modules: mixing, distributions, mixup, reformulation, zeta, multimix, manifold, synthetic, losses,
+Modules: mixing, fused, distributions, mixup, reformulation, zeta, multimix, manifold, synthetic, losses,
 metrics, data, models, train, plotting, notebook, runtime, bench.
 """
 
-from . import (data, distributions, losses, manifold, metrics, mixing, mixup, models, multimix,
+from . import (data, distributions, fused, losses, manifold, metrics, mixing, mixup, models, multimix,
                notebook, plotting, reformulation, runtime, synthetic, train, zeta)
 from ._checks import set_value_checks, value_checks
 from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
@@ -46,5 +46,5 @@ __all__ = [
     "Mixing", "MixUp", "ZetaMixup", "MultiMix", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
     "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
     "bench", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
-    "manifold", "multimix", "plotting", "reformulation", "runtime", "synthetic", "train", "zeta",
+    "fused", "manifold", "multimix", "plotting", "reformulation", "runtime", "synthetic", "train", "zeta",
 ]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import _checks
+from . import _checks, fused
 from .losses import _one_hot
 
 
@@ -144,8 +144,7 @@ class Mixing:
         """``W @ x`` over the first dimension of a floating tensor; output dtype = x.dtype."""
         if self.weights is None:
             lam = self.lam.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
-            out = (x if partners is None else partners).index_select(0, self.partner)
-            return out.lerp_(x, lam)
+            return fused.pairwise(x, x if partners is None else partners, self.partner, lam)
         w = self.weights.to(x.dtype)
         return (w @ x.reshape(self.batch_size, -1)).reshape(self.num_outputs, *x.shape[1:])
 

@@ -241,3 +241,29 @@ def test_apply_allocates_only_its_output(form, dtype):
     out_bytes = out.numel() * out.element_size()
     slack = 1 << 20  # λ in x's dtype, the (n, b) weights in x's dtype, allocator rounding
     assert extra <= out_bytes + slack, f"apply used {extra} bytes at peak for a {out_bytes}-byte output"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_fused_pairwise_equals_eager_and_is_sync_free(dtype):
+    """On CUDA the default ("auto") pairwise mix is the compiled Triton kernel when Triton is
+    installed; it must equal the eager kernels and launch without a host synchronisation."""
+    from mixbook import fused, mixup
+
+    before = fused.get_backend()
+    try:
+        x = torch.randn(256, 3, 32, 32, device="cuda", dtype=dtype)
+        g = torch.Generator(device="cuda").manual_seed(0)
+        m = mixup.sample(x, alpha=1.0, per_sample=True, generator=g)
+        fused.set_backend("eager")
+        want = m.apply(x)
+        fused.set_backend("compiled")
+        m.apply(x)  # compile outside the sync check
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = m.apply(x)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=2 * torch.finfo(dtype).eps * 8)
+    finally:
+        fused.set_backend(before)
