@@ -376,6 +376,7 @@ def make_cases(
     dtypes: Sequence[str] | None = None,
     include_large: bool = False,
     max_tensor_mb: float | None = None,
+    image_sizes: Sequence[int] | None = None,
 ) -> tuple[list[Case], list[dict[str, str]]]:
     """The cases to run and the ones skipped (with the reason).
 
@@ -387,6 +388,9 @@ def make_cases(
     drops 3×224×224 at b = 1024: 616 MB a tensor, a few GB with outputs and the peers'
     temporaries, minutes per repeat) unless ``include_large``; on CUDA, a case whose tensor
     times 8 (input, outputs, temporaries, the clone peers) does not fit in free memory.
+
+    ``image_sizes`` restricts the image cases to these sides (from 32 and 224; default: both,
+    quick: 32).
 
     Returns:
         ``(cases, skipped)``; ``skipped`` entries are ``{"case": name, "reason": text}``.
@@ -407,7 +411,15 @@ def make_cases(
         max_tensor_mb = CPU_MAX_TENSOR_MB if dev.type == "cpu" else math.inf
     elif isinstance(max_tensor_mb, bool) or not isinstance(max_tensor_mb, (int, float)) or max_tensor_mb <= 0:
         raise ValueError(f"max_tensor_mb must be a number > 0, got {max_tensor_mb!r}")
-    shapes = IMAGE_SHAPES[:1] if quick else IMAGE_SHAPES
+    if image_sizes is None:
+        shapes = IMAGE_SHAPES[:1] if quick else IMAGE_SHAPES
+    else:
+        sizes = _positive_ints("image_sizes", image_sizes)
+        known = {s[-1]: s for s in IMAGE_SHAPES}
+        for side in sizes:
+            if side not in known:
+                raise ValueError(f"image_sizes must be taken from {sorted(known)}, got {side}")
+        shapes = tuple(known[side] for side in sizes)
     candidates = [Case("image", b, s, dt, NUM_CLASSES[s[-1]]) for dt in dtypes for s in shapes for b in batches]
     candidates += [Case("embedding", b, (EMBED_DIM,), dt, EMBED_CLASSES, MULTIMIX_N) for dt in dtypes for b in batches]
     free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else None
@@ -723,6 +735,7 @@ def run(
     min_time: float | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    image_sizes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns the JSON-ready result (see :func:`main` for the layout).
 
@@ -738,6 +751,7 @@ def run(
         min_time: seconds a timed block should last at least (default 0.05; quick 0.002).
         seed: seed of the inputs.
         log: called with a line of progress per case (e.g. ``print``), or ``None``.
+        image_sizes: image sides to run, from 32 and 224 (default both; quick: 32).
 
     Returns:
         ``{"provenance", "parameters", "skipped", "cases", "targets"}``.
@@ -754,9 +768,11 @@ def run(
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if log is not None and not callable(log):
         raise TypeError(f"log must be callable or None, got {type(log).__name__}")
-    cases, skipped = make_cases(dev, quick=quick, batches=batches, dtypes=dtypes, include_large=include_large)
+    cases, skipped = make_cases(dev, quick=quick, batches=batches, dtypes=dtypes, include_large=include_large,
+                                image_sizes=image_sizes)
     params = {"device": str(dev), "quick": quick, "batches": sorted({c.batch for c in cases}),
-              "dtypes": sorted({c.dtype for c in cases}), "include_large": include_large, "repeats": repeats,
+              "dtypes": sorted({c.dtype for c in cases}), "include_large": include_large,
+              "image_sizes": sorted({c.shape[-1] for c in cases if c.kind == "image"}), "repeats": repeats,
               "warmup": warmup, "min_time_s": min_time, "seed": seed, "alpha": ALPHA, "zeta_gamma": ZETA_GAMMA,
               "multimix_n": MULTIMIX_N, "embed_dim": EMBED_DIM, "num_classes": {f"{k}x{k}": v for k, v in NUM_CLASSES.items()},
               "embedding_classes": EMBED_CLASSES}
@@ -819,6 +835,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="batch sizes (default 32 128 256 1024; quick: 32)")
     p.add_argument("--dtype", nargs="+", choices=tuple(_DTYPES), default=None,
                    help="dtypes (default float32, plus bfloat16 on CUDA)")
+    p.add_argument("--image-size", type=_positive_int_arg, nargs="+", default=None, choices=(32, 224),
+                   help="image sides to run (default 32 224; quick: 32)")
     p.add_argument("--include-large", action="store_true",
                    help=f"on CPU also run cases whose batch tensor exceeds {CPU_MAX_TENSOR_MB:g} MB (224x224 at b=1024)")
     p.add_argument("--repeats", type=_positive_int_arg, default=None, help="timed repeats, median reported (default 7)")
@@ -842,7 +860,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     result = run(device=args.device, quick=args.quick, batches=args.batch, dtypes=args.dtype,
-                 include_large=args.include_large, repeats=args.repeats, seed=args.seed,
+                 include_large=args.include_large, repeats=args.repeats, seed=args.seed, image_sizes=args.image_size,
                  log=lambda s: print(s, file=sys.stderr, flush=True))
     print(format_table(result))
     if args.json is not None:

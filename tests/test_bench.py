@@ -390,3 +390,10 @@ def test_mixup_lambda_sampler_is_distributions_beta_bit_for_bit(alpha, per_sampl
     ref = distributions.beta(alpha, alpha, (16 if per_sample else 1,), generator=g2).expand(16)
     assert torch.equal(m.lam, ref)
     assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
+
+
+def test_image_sizes_select_the_image_cases():
+    cases, skipped = bench.make_cases("cpu", batches=[8], image_sizes=[224])
+    assert {c.shape for c in cases if c.kind == "image"} == {(3, 224, 224)} and not skipped
+    with pytest.raises(ValueError, match="image_sizes"):
+        bench.make_cases("cpu", batches=[8], image_sizes=[64])
