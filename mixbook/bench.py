@@ -353,18 +353,12 @@ def _positive_ints(name: str, values: object) -> tuple[int, ...]:
 
 
 def _resolve_device(device: object) -> torch.device:
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {type(device).__name__}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from err
+    """:func:`mixbook.runtime.resolve_device`, restricted to the devices the harness times."""
+    from .runtime import resolve_device
+
+    dev = resolve_device(device)
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available on this machine")
     return dev
 
 
