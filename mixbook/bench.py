@@ -59,12 +59,9 @@ kernel's transparent-huge-page mode):
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -76,9 +73,11 @@ import numpy as np
 import torch
 
 from . import _checks
+from .results import provenance
 
 __all__ = ["time_ops", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
-           "run", "format_table", "main", "FAMILIES", "TARGETS_CPU", "TARGETS_CUDA"]
+           "run", "format_table", "main", "evaluate_targets", "provenance", "FAMILIES", "TARGETS_CPU",
+           "TARGETS_CUDA"]
 
 
 # ---------------------------------------------------------------------- timing
@@ -655,65 +654,6 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
                     ok = rec.get("host_sync_free")
                     out.append(_target(TARGETS_CUDA[3], c["name"], ok, "True", ok, f"{op} {rec.get('host_sync_error', '')}".strip()))
     return out
-
-
-# ---------------------------------------------------------------------- provenance
-def _git(*args: str) -> str | None:
-    try:
-        res = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout.strip() if res.returncode == 0 else None
-
-
-def _version(module: str) -> str | None:
-    try:
-        return __import__(module).__version__
-    except ImportError:
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance(device: torch.device) -> dict[str, Any]:
-    """Where and with what the numbers were measured."""
-    status = _git("status", "--porcelain")
-    return {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
-        "cpu": _cpu_name(),
-        "torch": torch.__version__, "torchvision": _version("torchvision"), "timm": _version("timm"),
-        "numpy": np.__version__, "python": platform.python_version(),
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "env": {k: os.environ.get(k) for k in _ENV_KEYS},
-        "transparent_hugepage": _read_text("/sys/kernel/mm/transparent_hugepage/enabled"),
-    }
-
-
-_ENV_KEYS = ("THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-"""Environment variables that change CPU timings, recorded in the provenance."""
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
 
 
 # ---------------------------------------------------------------------- run, table, CLI

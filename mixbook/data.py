@@ -453,11 +453,13 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, 
     Returns:
         A new ``(b, C, H, W)`` tensor; ``x`` is not modified.
     """
-    x = _checks.tensor("x", x)
-    if x.ndim != 4 or not x.is_floating_point():
-        raise ValueError(f"x must be a floating (b, C, H, W) batch of images, got {x.dtype} of shape {tuple(x.shape)}")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    x = _checks.batch("x", x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be a (b, C, H, W) batch of images, got shape {tuple(x.shape)}")
+    if isinstance(padding, bool) or not isinstance(padding, int):
+        raise TypeError(f"padding must be an int >= 0, got {type(padding).__name__} {padding!r}")
+    if padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding}")
     flip = _checks.boolean("flip", flip)
     _checks.generator(generator, x.device)
     b, _, h, w = x.shape

@@ -62,7 +62,7 @@ def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = N
         return g.log() + torch.where(small, u.log() / a, torch.zeros_like(a))
     g = torch._standard_gamma(a + 1 if boost else a, generator=generator)
     u = torch.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)  # drawn either way: same stream
-    lg = g.log_()
+    lg = g.log() if g.requires_grad else g.log_()  # _standard_gamma's backward keeps its output
     if boost:
         lg += u.clamp_min_(torch.finfo(a.dtype).tiny).log_().div_(a)
     return lg

@@ -8,11 +8,15 @@ output). :func:`pairwise` compiles ``lerp(source[partner], x, λ)`` with ``torch
 
 Which path runs is a process-wide setting (:func:`set_backend`):
 
-* ``"auto"`` (default): compiled on CUDA when Triton is importable, eager otherwise. On the
+* ``"auto"`` (default): compiled on CUDA when Triton supports the device
+  (``torch.utils._triton.has_triton``: the package is installed and the GPU is recent enough),
+  eager otherwise. If compiling still fails (no compiler, an unsupported GPU), ``auto`` warns
+  once and stays on the eager kernels for the rest of the process. On the
   CPU the compiled C++ loop is no faster at the batch sizes of training (measured in chapter 7)
   and compiling costs tens of seconds, so ``auto`` keeps the CPU eager.
 * ``"eager"``: always the two eager kernels (bit-for-bit the historical results).
-* ``"compiled"``: always compiled, on any device (needs a C++ compiler on the CPU).
+* ``"compiled"``: always compiled, on any device (needs a C++ compiler on the CPU); a failure
+  to compile is raised, not hidden.
 
 The two paths agree to floating-point rounding (``lerp``'s two formulas may differ in the last
 bit), not bit for bit; tests compare them with a tolerance.
@@ -21,6 +25,7 @@ bit), not bit for bit; tests compare them with a tolerance.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 
@@ -28,6 +33,7 @@ __all__ = ["BACKENDS", "set_backend", "get_backend", "pairwise", "uses_compiled"
 
 BACKENDS = ("auto", "eager", "compiled")
 _backend = "auto"
+_compile_failed = False
 
 
 def set_backend(name: str) -> None:
@@ -45,18 +51,16 @@ def get_backend() -> str:
 
 @functools.cache
 def _triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from torch.utils._triton import has_triton
+
+    return has_triton()
 
 
 def uses_compiled(device: torch.device) -> bool:
     """Whether :func:`pairwise` takes the compiled path for tensors on ``device``."""
     if _backend == "compiled":
         return True
-    return _backend == "auto" and device.type == "cuda" and _triton_available()
+    return _backend == "auto" and device.type == "cuda" and not _compile_failed and _triton_available()
 
 
 def _eager(x: torch.Tensor, source: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -86,6 +90,14 @@ def pairwise(x: torch.Tensor, source: torch.Tensor, partner: torch.Tensor, lam: 
         A new ``(b, *)`` tensor of ``x``'s dtype; the inputs are not modified. Arguments are
         not checked here (:meth:`mixbook.Mixing.apply` checks them).
     """
+    global _compile_failed
     if uses_compiled(x.device):
-        return _compiled()(x, source, partner, lam)
+        if _backend == "compiled":
+            return _compiled()(x, source, partner, lam)
+        try:
+            return _compiled()(x, source, partner, lam)
+        except Exception as err:  # Inductor/Triton failures have no common base class
+            _compile_failed = True
+            warnings.warn(f"mixbook.fused: the compiled pairwise mix failed ({type(err).__name__}: {err}); "
+                          "using the eager kernels for the rest of this process", RuntimeWarning, stacklevel=2)
     return _eager(x, source, partner, lam)

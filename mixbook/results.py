@@ -2,14 +2,16 @@
 
 A chapter run with its ``full.yaml`` (usually on a GPU) saves its table with :func:`save`; the
 rendered book shows every saved file with :func:`load`, labelled by where and when it ran.
-The JSON holds ``provenance`` (device name, UTC date, git commit, torch/torchvision versions,
-host CPU threads), the chapter's ``parameters`` and the ``rows`` of the table.
+The JSON holds ``provenance`` (:func:`provenance`: device name, UTC date, git commit and
+whether the checkout was dirty, library versions, host threads and load), the chapter's
+``parameters`` and the ``rows`` of the table. :mod:`mixbook.bench` records the same provenance.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import subprocess
@@ -22,45 +24,110 @@ import torch
 __all__ = ["provenance", "save", "load"]
 
 
-def _commit(cwd: Path) -> str | None:
+def _git(*args: str) -> str | None:
+    """``git args…`` run in mixbook's own folder: the code that produced a result, wherever it is saved."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        res = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return res.stdout.strip() if res.returncode == 0 else None
 
 
-def provenance(device: torch.device | str = "cpu", cwd: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Where and when a result was produced: device name, UTC date, git commit, versions.
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _cpu_name() -> str:
+    for line in (_read_text("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+ENV_KEYS = ("THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Environment variables that change CPU timings, recorded in the provenance."""
+
+
+def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Where, when and with what a result was produced.
+
+    The git commit and ``git_dirty`` (uncommitted changes present) describe the checkout that
+    holds the imported ``mixbook`` package (``None`` when it is not in a git checkout, e.g. an
+    installed wheel), not the folder the result is written to.
 
     Args:
-        device: the device the run used (its CUDA name is recorded when it is a GPU).
-        cwd: a directory inside the git checkout (default: the current directory).
-    """
-    import torchvision
+        device: the device the run used (a GPU's name is recorded for CUDA devices).
 
+    Returns:
+        A JSON-serialisable dict: ``device``, ``device_type``, ``device_name``, ``cpu``,
+        ``date_utc`` (ISO 8601), ``git_commit``, ``git_dirty``, versions of python, torch,
+        torchvision, timm, numpy and CUDA, ``torch_threads``, ``cpu_count``, ``load_average``,
+        ``platform``, ``env`` (:data:`ENV_KEYS`) and ``transparent_hugepage``.
+    """
+    import numpy as np
+
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
     dev = torch.device(device)
-    if dev.type == "cuda":
-        name = torch.cuda.get_device_name(dev)
-    else:
-        name = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores)"
+    status = _git("status", "--porcelain")
     return {
-        "device": name,
+        "device": str(dev),
         "device_type": dev.type,
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": _commit(Path(cwd) if cwd is not None else Path.cwd()),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "cuda": torch.version.cuda,
-        "torch_threads": torch.get_num_threads(),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+        "cpu": _cpu_name(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        "torch": torch.__version__, "torchvision": _version("torchvision"), "timm": _version("timm"),
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda if dev.type == "cuda" else None,
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "env": {k: os.environ.get(k) for k in ENV_KEYS},
+        "transparent_hugepage": _read_text("/sys/kernel/mm/transparent_hugepage/enabled"),
     }
 
 
-def save(path: str | os.PathLike, rows, parameters: Mapping[str, Any], device: torch.device | str = "cpu") -> Path:
-    """Write ``rows`` (a pandas DataFrame or a list of dicts) with provenance to ``path`` (JSON).
+def _plain(value: Any, key: str) -> Any:
+    """JSON-safe copy of ``value``: NumPy scalars become Python numbers, NaN/±inf become ``None``
+    (JSON has neither; pandas reads ``null`` back as NaN); other objects are refused."""
+    import numpy as np
 
-    Returns the path written. Parent directories are created. Values must be JSON-serialisable
-    (numbers, strings, lists); a DataFrame is stored as its records.
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # a diverged run's loss must not cost the whole table
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{key} must be a number, string, bool, None, list or dict, got {type(value).__name__}")
+
+
+def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
+         device: torch.device | str = "cpu") -> Path:
+    """Write ``rows`` (a pandas DataFrame or a list of dicts) with :func:`provenance` to ``path`` (JSON).
+
+    Returns the path written. Parent directories are created. Values must be numbers, strings,
+    bools, ``None``, lists or dicts: NumPy scalars are converted, NaN and ±infinity (a diverged
+    run's loss) are stored as ``null`` since JSON has neither, and anything else is refused
+    with a ``TypeError`` naming the entry (nothing is written then). A DataFrame is stored as
+    its records.
     """
     if hasattr(rows, "to_dict"):
         rows = rows.to_dict(orient="records")
@@ -68,18 +135,21 @@ def save(path: str | os.PathLike, rows, parameters: Mapping[str, Any], device: t
         raise TypeError("rows must be a pandas DataFrame or a list of dicts")
     if not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a mapping, got {type(parameters).__name__}")
+    record = {"provenance": provenance(device), "parameters": _plain(dict(parameters), "parameters"),
+              "rows": _plain(rows, "rows")}
+    text = json.dumps(record, indent=1, allow_nan=False) + "\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"provenance": provenance(device, cwd=path.parent), "parameters": dict(parameters), "rows": rows}
-    path.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    path.write_text(text)
     return path
 
 
-def load(directory: str | os.PathLike, pattern: str = "*.json"):
+def load(directory: str | os.PathLike, pattern: str = "*.json") -> Any:
     """Every saved result in ``directory`` matching ``pattern``, as one pandas DataFrame.
 
-    Each row carries its file's provenance (``device``, ``date_utc``, ``commit``, ``file``) next
-    to the saved columns. An empty or missing directory gives an empty DataFrame.
+    Each row carries its file's provenance next to the saved columns: ``device`` (the device's
+    name), ``date_utc``, ``commit`` (10 characters, with ``+dirty`` when the checkout had
+    uncommitted changes) and ``file``. An empty or missing directory gives an empty DataFrame.
     """
     import pandas as pd
 
@@ -90,6 +160,7 @@ def load(directory: str | os.PathLike, pattern: str = "*.json"):
             raise ValueError(f"{f} is not a mixbook result file (needs 'provenance' and 'rows')")
         prov = record["provenance"]
         frame = pd.DataFrame(record["rows"])
-        frames.append(frame.assign(device=prov.get("device"), date_utc=prov.get("date_utc"),
-                                   commit=(prov.get("commit") or "")[:10], file=f.name))
+        commit = (prov.get("git_commit") or "")[:10] + ("+dirty" if prov.get("git_dirty") else "")
+        frames.append(frame.assign(device=prov.get("device_name"), date_utc=prov.get("date_utc"),
+                                   commit=commit, file=f.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

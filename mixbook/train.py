@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from . import _checks, manifold, metrics, mixup, multimix, reformulation, zeta
 from .data import Split
-from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
+from .losses import _one_hot, mixed_cross_entropy, soft_cross_entropy
 from .runtime import resolve_device
 
 
@@ -55,7 +55,8 @@ def make_method(name: str, **options: Any) -> Method:
 class ERM:
     """Empirical risk minimisation: ``CE(f(x), y)``."""
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
 
     def __repr__(self) -> str:
@@ -81,7 +82,8 @@ class Mixup:
         self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
         self.loss_form = _checks.choice("loss", loss, ("soft", "mixed"))
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         m = mixup.sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
                          pairing=self.pairing, generator=generator)
         logits = model(m.apply(x))
@@ -111,7 +113,8 @@ class Reformulated:
         self.unlabelled = unlabelled
         self._pool: torch.Tensor | None = None
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         if self.unlabelled is None:
             m = reformulation.sample(x, alpha=self.alpha, generator=generator)
             return F.cross_entropy(model(m.apply(x)), y)
@@ -136,7 +139,8 @@ class Zeta:
     def __init__(self, gamma: float = zeta.DEFAULT_GAMMA) -> None:
         self.gamma = _checks.positive_float("gamma", gamma)
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         m = zeta.sample(x, y, gamma=self.gamma, generator=generator)
         return soft_cross_entropy(model(m.apply(x)), m.targets(y, num_classes))
 
@@ -176,7 +180,8 @@ class MultiMixMethod:
         self.layer = layer
         self.clean = _checks.boolean("clean", clean)
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         b = x.shape[0]
         m = multimix.sample(x, y, n=self.n, alpha=self.alpha, generator=generator)
         mix = _with_clean(m.apply) if self.clean else m.apply
@@ -232,7 +237,8 @@ class DenseMultiMixMethod:
         self.n = None if n is None else _checks.positive_int("n", n)
         self.clean = _checks.boolean("clean", clean)
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         (head_path,) = manifold.check_layers(model, [self.head])
         head = model.get_submodule(head_path)
         if not isinstance(head, nn.Linear):
@@ -248,8 +254,8 @@ class DenseMultiMixMethod:
                                 f"got shape {tuple(features.shape)}")
             base = multimix.weights(b, n, self.alpha, device=features.device, dtype=torch.float32,
                                     generator=generator)
-            w = multimix.dense_weights(base, multimix.cam_attention(features, head.weight, y))
-            targets.append(multimix.dense_targets(one_hot(y, num_classes), w))
+            w = multimix.dense_weights(base, multimix.cam_attention(features, head.weight, y))  # checks y
+            targets.append(multimix.dense_targets(_one_hot(y, num_classes, 0.0, torch.float32), w))
             return multimix.apply_dense(features, w)
 
         logits = manifold.transform_at(model, x, self.layer, _with_clean(mix) if self.clean else mix, batch_size=b)
@@ -266,9 +272,11 @@ class CutMixMethod:
 
     A box of area ``1 − λ`` (λ ~ Beta(α, α)) is pasted from the rolled batch; the targets are
     mixed with the box's actual area. Needs image batches ``(b, C, H, W)``. torchvision samples
-    λ and the box from torch's *global* RNG on the host (not ``fit``'s generator), so a run is
-    reproducible through ``torch.manual_seed`` (which :func:`repeat` calls) and costs a host
-    read of λ per step.
+    λ and the box from torch's global CPU RNG; to keep a run a function of ``fit``'s seed, each
+    step draws a seed from ``generator`` and runs the transform under
+    ``torch.random.fork_rng`` seeded with it (the global RNG is left as it was). On a GPU that
+    seed is one host read per step (torchvision's box is Python integers: the transform is
+    host-driven anyway).
 
     Args:
         alpha: α > 0 of Beta(α, α) (the paper: 1).
@@ -278,14 +286,19 @@ class CutMixMethod:
         self.alpha = _checks.positive_float("alpha", alpha)
         self._transform = None
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         from torchvision.transforms import v2
 
         if x.ndim != 4:
             raise ValueError(f"cutmix needs image batches x of shape (b, C, H, W), got shape {tuple(x.shape)}")
         if self._transform is None or self._transform.num_classes != num_classes:
             self._transform = v2.CutMix(alpha=self.alpha, num_classes=num_classes)
-        x_mix, targets = self._transform(x, y)
+        y = _checks.labels("y", y, num_classes)
+        seed = int(torch.randint(2**62, (1,), device=generator.device, generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            x_mix, targets = self._transform(x, y.long())  # torchvision wants int64 labels
         return soft_cross_entropy(model(x_mix), targets.to(x_mix.dtype))
 
     def __repr__(self) -> str:
@@ -327,7 +340,8 @@ class ManifoldMixupMethod:
         self.seed = seed
         self._mm: manifold.ManifoldMixup | None = None
 
-    def loss(self, model, x, y, num_classes, generator):
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
         if self._mm is None or self._mm.model is not model:
             self._mm = manifold.ManifoldMixup(model, self.layers, alpha=self.alpha,
                                               per_sample=self.per_sample, seed=self.seed)
@@ -374,6 +388,28 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
         model.train(was_training)
 
 
+def generators(seed: int, device: str | torch.device = "cpu") -> tuple[torch.Generator, torch.Generator]:
+    """The two independent streams :func:`fit` draws from: ``(data, mixing)`` generators on ``device``.
+
+    Their seeds are spawned from ``seed`` by NumPy's ``SeedSequence``, so the data order does not
+    depend on how many numbers a method draws for its mixing, and the two streams are not
+    shifted copies of each other.
+
+    Args:
+        seed: integer ≥ 0.
+        device: the device the generators draw on.
+    """
+    import numpy as np
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    dev = torch.device(device)
+    data_seed, mix_seed = (int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
+                           for c in np.random.SeedSequence(int(seed)).spawn(2))
+    return (torch.Generator(device=dev).manual_seed(data_seed),
+            torch.Generator(device=dev).manual_seed(mix_seed))
+
+
 def fit(
     model: nn.Module,
     data: Split,
@@ -392,9 +428,11 @@ def fit(
 ) -> History:
     """Train ``model`` on ``data`` with ``method`` (AdamW or SGD, cosine learning-rate schedule).
 
-    The data order and every mixing draw come from one ``torch.Generator`` seeded with
-    ``seed`` on the training device, so a run is deterministic for a seed (given the same
-    model initialisation: seed torch before building the model, or use :func:`repeat`).
+    Two ``torch.Generator`` streams on the training device, both derived from ``seed``
+    (:func:`generators`): one for the data order and ``augment``, one for the method's mixing
+    draws. Every method therefore sees the same batches in the same order for a seed (a paired
+    comparison), and a run is deterministic for a seed (given the same model initialisation:
+    seed torch before building the model, or use :func:`repeat`).
 
     Args:
         model: any ``nn.Module`` mapping ``(b, *)`` inputs to ``(b, C)`` logits; moved to
@@ -402,14 +440,15 @@ def fit(
         data: a :class:`mixbook.data.Split`.
         method: a registered name (see :data:`METHODS`) or a :class:`Method` instance.
         epochs, batch_size, lr, weight_decay: the usual.
-        seed: seed of the data order and of the mixing.
+        seed: integer ≥ 0, the seed of the data order, augmentation and mixing.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``…
         eval_every: evaluate on the test set every this many epochs (and after the last).
         progress: show a tqdm progress bar over epochs.
         optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov; the CIFAR recipes use it
             with ``lr=0.1, weight_decay=5e-4``).
         augment: optional ``augment(x, generator) -> x`` applied to every training batch on
-            the device before the method mixes it (e.g. :func:`mixbook.data.random_crop_flip`).
+            the device before the method mixes it (e.g. :func:`mixbook.data.random_crop_flip`);
+            it gets the data-order generator, so the augmentation is the same for every method.
 
     Returns:
         A :class:`History`.
@@ -432,7 +471,7 @@ def fit(
     dev = resolve_device(device)
     data = data.to(dev)
     model.to(dev)
-    gen = torch.Generator(device=dev).manual_seed(seed)
+    data_gen, mix_gen = generators(seed, dev)
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     else:
@@ -447,13 +486,13 @@ def fit(
         model.train()
         start = time.perf_counter()
         total = torch.zeros((), device=dev)
-        order = torch.randperm(n, device=dev, generator=gen)
+        order = torch.randperm(n, device=dev, generator=data_gen)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             xb = data.x_train[idx]
             if augment is not None:
-                xb = augment(xb, gen)
-            loss = method_obj.loss(model, xb, data.y_train[idx], data.num_classes, gen)
+                xb = augment(xb, data_gen)
+            loss = method_obj.loss(model, xb, data.y_train[idx], data.num_classes, mix_gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

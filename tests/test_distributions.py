@@ -204,3 +204,14 @@ def test_log_gamma_known_boost_is_the_per_element_path_bit_for_bit(a, b, dtype):
         assert torch.equal(D.log_gamma(conc, _gen(5), boost=a < 1), per_element)
     assert torch.equal(D.beta(a, b, (257,), dtype=dtype, generator=_gen(5)),
                        torch.sigmoid(per_element[:, 0] - per_element[:, 1]))
+
+
+@pytest.mark.parametrize("a0, boost", [(0.3, True), (2.0, False), (0.3, None), (2.0, None)])
+def test_log_gamma_gradient_is_the_same_on_every_path(a0, boost):
+    """Reparameterised gradients flow through the fast path as through the per-element one."""
+    conc = torch.full((64,), a0, dtype=torch.float64, requires_grad=True)
+    D.log_gamma(conc, _gen(8), boost=boost).sum().backward()
+    ref = torch.full((64,), a0, dtype=torch.float64, requires_grad=True)
+    D.log_gamma(ref, _gen(8)).sum().backward()
+    assert conc.grad is not None and bool(conc.grad.ne(0).any())
+    torch.testing.assert_close(conc.grad, ref.grad, rtol=1e-12, atol=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -67,3 +68,32 @@ def test_compiled_equals_eager_on_cpu(backend):
     backend("eager")
     m.apply(x).square().sum().backward()
     torch.testing.assert_close(compiled_grad, x.grad)
+
+
+def test_auto_falls_back_to_eager_when_compiling_fails(backend, monkeypatch):
+    """Under "auto", a compiler failure warns once and leaves the eager result; "compiled" raises."""
+    def broken():
+        def kernel(*args):
+            raise RuntimeError("no compiler for this device")
+        return kernel
+
+    monkeypatch.setattr(fused, "_compiled", broken)
+    monkeypatch.setattr(fused, "_compile_failed", False)
+    monkeypatch.setattr(fused, "_triton_available", lambda: True)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5, generator=g)
+    m = mixup.sample(x, alpha=1.0, per_sample=True, generator=g)
+    backend("eager")
+    want = m.apply(x)
+    backend("compiled")
+    with pytest.raises(RuntimeError, match="no compiler"):
+        m.apply(x)
+    backend("auto")
+    monkeypatch.setattr(fused, "uses_compiled", lambda device: not fused._compile_failed)
+    with pytest.warns(RuntimeWarning, match="eager kernels for the rest of this process"):
+        got = m.apply(x)
+    assert torch.equal(got, want)
+    assert fused._compile_failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning: the eager path is taken directly
+        assert torch.equal(m.apply(x), want)

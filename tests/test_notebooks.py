@@ -166,7 +166,7 @@ def test_comparison_full_scale_path_on_tiny_cifar(tmp_path: Path):
     pm.execute_notebook(str(BOOK / "06_comparison.ipynb"), str(out), parameters=params, cwd=str(BOOK),
                         kernel_name="python3", progress_bar=False)
     record = json.loads((tmp_path / "results" / "06_comparison_cifar10.json").read_text())
-    assert {"device", "date_utc", "commit", "torch"} <= record["provenance"].keys()
+    assert {"device", "date_utc", "git_commit", "torch"} <= record["provenance"].keys()
     assert record["parameters"]["cifar_epochs"] == 1
     methods = {r["method"] for r in record["rows"]}
     assert {"ERM", "mixup", "MultiMix", "Dense MultiMix", "CutMix"} <= methods

@@ -38,6 +38,47 @@ def test_fit_is_deterministic_for_a_seed(moons, method):
     assert h3.final["train_loss"] != h1.final["train_loss"]
 
 
+class _Recorder:
+    """A method that records its batches and, optionally, draws from the mixing generator."""
+
+    def __init__(self, draws: int):
+        self.draws, self.batches = draws, []
+
+    def loss(self, model, x, y, num_classes, generator):
+        self.batches.append((x.clone(), y.clone()))
+        if self.draws:
+            torch.rand(self.draws, generator=generator)
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+
+def test_every_method_sees_the_same_batches_for_a_seed(moons):
+    """The data order (and augmentation) stream does not depend on the method's mixing draws."""
+    seen = []
+    for draws in (0, 1, 7):
+        rec = _Recorder(draws)
+        _fit(moons, rec, epochs=3)
+        seen.append(rec.batches)
+    assert len(seen[0]) == 3 * 4
+    for other in seen[1:]:
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(seen[0], other))
+    rec = _Recorder(0)
+    _fit(moons, rec, seed=1, epochs=1)
+    assert not torch.equal(rec.batches[0][1], seen[0][0][1])  # another seed, another order
+
+
+def test_generators_are_independent_and_validated():
+    d1, m1 = train.generators(5)
+    d2, m2 = train.generators(5)
+    assert torch.equal(torch.rand(8, generator=d1), torch.rand(8, generator=d2))
+    assert torch.equal(torch.rand(8, generator=m1), torch.rand(8, generator=m2))
+    d, m = train.generators(5)
+    assert not torch.equal(torch.rand(8, generator=d), torch.rand(8, generator=m))
+    assert not torch.equal(torch.rand(8, generator=train.generators(6)[0]), torch.rand(8, generator=train.generators(5)[0]))
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            train.generators(bad)
+
+
 def test_fit_history_and_learning(moons):
     _, hist = _fit(moons, "erm", epochs=30)
     assert [e["epoch"] for e in hist.epochs] == list(range(1, 31))

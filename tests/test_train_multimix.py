@@ -50,6 +50,7 @@ def test_transform_at_errors():
 # ---------------------------------------------------------------------- MultiMix in embedding space
 def test_multimix_method_mixes_the_embedding_with_n_outputs(images):
     x, y = images
+    before = x.clone()
     torch.manual_seed(0)
     model = models.SmallCNN(1, 3, width=4)
     method = train.make_method("multimix", alpha=1.0, n=50, clean=False)
@@ -77,6 +78,7 @@ def test_multimix_method_bad_layer(images):
 # ---------------------------------------------------------------------- dense MultiMix
 def test_dense_multimix_method_is_cam_weighted_multimix_at_the_feature_map(images):
     x, y = images
+    before = x.clone()
     torch.manual_seed(0)
     model = models.SmallCNN(1, 3, width=4)
     method = train.make_method("dense_multimix", layer="features.6", n=20, alpha=0.5, clean=False)
@@ -125,17 +127,25 @@ def test_dense_multimix_trains_on_digits_deterministically():
 
 # ---------------------------------------------------------------------- CutMix reference
 def test_cutmix_method_matches_torchvision(images):
+    """The loss is torchvision's CutMix seeded from fit's generator; torch's global RNG is untouched."""
     from torchvision.transforms import v2
 
     x, y = images
+    before = x.clone()
     torch.manual_seed(0)
     model = models.SmallCNN(1, 3, width=4)
-    torch.manual_seed(3)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
     loss = train.make_method("cutmix", alpha=1.0).loss(model, x, y, 3, _gen(0))
-    torch.manual_seed(3)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(int(torch.randint(2**62, (1,), generator=_gen(0))))
     xm, t = v2.CutMix(alpha=1.0, num_classes=3)(x, y)
     torch.testing.assert_close(loss, losses.soft_cross_entropy(model(xm), t))
-    assert torch.equal(x, images[0])  # not modified
+    assert torch.equal(x, before)  # not modified
+    # the same generator state gives the same loss whatever the global seed; int32 labels work
+    torch.manual_seed(999)
+    again = train.make_method("cutmix", alpha=1.0).loss(model, x, y.int(), 3, _gen(0))
+    assert torch.equal(loss, again)
 
 
 def test_cutmix_method_needs_images():
@@ -176,19 +186,38 @@ def test_random_crop_flip_is_a_shifted_flipped_copy():
         crops += [c.flip(-1) for c in crops]
         assert any(torch.equal(out[i], c) for c in crops)
     assert torch.equal(data.random_crop_flip(x, _gen(0), padding=0, flip=False), x)
-    # flips happen about half the time, shifts cover the range
+    # flips happen about half the time
     many = data.random_crop_flip(torch.arange(4.0).expand(2000, 1, 1, 4), _gen(1), padding=0)
     flipped = (many[:, 0, 0, 0] == 3).float().mean()
     assert 0.45 < flipped < 0.55
 
 
+def test_random_crop_flip_shifts_are_uniform_over_the_range():
+    """Pixel (p, p) of a crop is x[dy, dx]: every shift 0..2p occurs, each about 1/(2p+1) of the time."""
+    p, n = 2, 4000
+    x = (1 + torch.arange(64.0)).reshape(1, 1, 8, 8).expand(n, 1, 8, 8)
+    out = data.random_crop_flip(x, _gen(2), padding=p, flip=False)
+    code = out[:, 0, p, p].long() - 1
+    dy, dx = code // 8, code % 8
+    se = (0.2 * 0.8 / n) ** 0.5
+    for shift in (dy, dx):
+        freq = torch.bincount(shift, minlength=2 * p + 1).double() / n
+        assert freq.shape == (2 * p + 1,)
+        assert bool(((freq - 1 / (2 * p + 1)).abs() < 4 * se).all()), freq
+    assert abs(float(torch.corrcoef(torch.stack([dy, dx]).double())[0, 1])) < 4 / n ** 0.5  # independent
+
+
 def test_random_crop_flip_errors():
     with pytest.raises(ValueError, match="x must be"):
         data.random_crop_flip(torch.randn(3, 8, 8))
-    with pytest.raises(ValueError, match="x must be"):
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
         data.random_crop_flip(torch.zeros(2, 1, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        data.random_crop_flip(torch.empty(0, 3, 4, 4))
     with pytest.raises(ValueError, match="padding"):
         data.random_crop_flip(torch.randn(2, 1, 4, 4), padding=-1)
+    with pytest.raises(TypeError, match="padding"):
+        data.random_crop_flip(torch.randn(2, 1, 4, 4), padding=2.0)
     with pytest.raises(TypeError, match="flip"):
         data.random_crop_flip(torch.randn(2, 1, 4, 4), flip=1)
 
