@@ -121,7 +121,7 @@ def time_ops(
     baseline: str | None = None,
     device: torch.device | str | None = None,
     min_time: float | None = None,
-):
+) -> Any:
     """Median seconds per call of each operation, and its ratio to ``baseline``.
 
     Args:

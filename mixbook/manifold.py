@@ -221,6 +221,10 @@ def transform_at(
             otherwise).
         module: the module at ``layer`` if the caller has it already (skips the lookup).
 
+    Returns:
+        The model's output with the transform in place: ``(n, *)`` logits when ``fn`` maps the
+        ``b`` rows of the layer to ``n`` rows (``(b, *)`` when it keeps them).
+
     Raises:
         RuntimeError: the module ran more than once in the forward pass (a shared module), or
             never.

@@ -156,7 +156,7 @@ def ece(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> torch.Tensor
 
 
 def evaluate(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict[str, float]:
-    """Accuracy, NLL and ECE as Python floats, for reporting (one synchronisation).
+    """Accuracy, NLL, ECE and the signed calibration gap as Python floats, for reporting (one synchronisation).
 
     Args:
         logits: ``(n, C)`` floating tensor, ``n >= 1``.
@@ -164,7 +164,8 @@ def evaluate(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict[st
         n_bins: ECE bins, ``>= 1``.
 
     Returns:
-        ``{"accuracy": ..., "nll": ..., "ece": ...}``.
+        ``{"accuracy": ..., "nll": ..., "ece": ..., "overconfidence": ...}``; the last is
+        :func:`overconfidence` (mean confidence − accuracy: negative means underconfident).
     """
     n_bins = _checks.positive_int("n_bins", n_bins)
     logits, y = _check(logits, y)
@@ -172,8 +173,9 @@ def evaluate(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict[st
         acc = (logits.argmax(dim=1) == y).to(logits.dtype).mean()
         loss = F.cross_entropy(logits, y)
         cal = _ece_from_bins(_bins(logits, y, n_bins), logits.shape[0])
-        values = torch.stack([acc, loss, cal]).tolist()
-    return dict(zip(("accuracy", "nll", "ece"), values))
+        gap = logits.softmax(dim=1).amax(dim=1).mean() - acc
+        values = torch.stack([acc, loss, cal, gap]).tolist()
+    return dict(zip(("accuracy", "nll", "ece", "overconfidence"), values))
 
 
 # ---------------------------------------------------------------------- confidence and smoothness

@@ -78,7 +78,7 @@ class Mixup:
     def __init__(self, alpha: float = 1.0, per_sample: bool = False, pairing: str = "random",
                  loss: str = "mixed") -> None:
         self.alpha = _checks.positive_float("alpha", alpha)
-        self.per_sample = per_sample
+        self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
         self.loss_form = _checks.choice("loss", loss, ("soft", "mixed"))
 
@@ -92,7 +92,8 @@ class Mixup:
         return soft_cross_entropy(logits, m.targets(y, num_classes))
 
     def __repr__(self) -> str:
-        return f"Mixup(alpha={self.alpha}, per_sample={self.per_sample}, pairing={self.pairing!r})"
+        return (f"Mixup(alpha={self.alpha}, per_sample={self.per_sample}, pairing={self.pairing!r}, "
+                f"loss={self.loss_form!r})")
 
 
 @register("reformulation")
@@ -523,8 +524,8 @@ def repeat(
 
     Returns:
         A pandas DataFrame with one row per (method, seed): ``method`` (the mapping's key),
-        ``seed``, ``accuracy``, ``nll``, ``ece``, ``train_loss`` and ``seconds_per_epoch``;
-        with ``return_models``, also a dict ``{(method, seed): trained model}``.
+        ``seed``, ``accuracy``, ``nll``, ``ece``, ``overconfidence``, ``train_loss`` and
+        ``seconds_per_epoch``; with ``return_models``, also a dict ``{(method, seed): trained model}``.
     """
     import pandas as pd
 

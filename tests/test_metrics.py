@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mixbook import metrics
-from mixbook.metrics import accuracy, ece, evaluate, nll, reliability_bins
+from mixbook.metrics import accuracy, ece, evaluate, nll, overconfidence, reliability_bins
 
 
 def _logits_from_probs(p: list[list[float]]) -> torch.Tensor:
@@ -148,11 +148,12 @@ def test_reliability_bins_against_python_loop():
 def test_evaluate_returns_floats():
     logits, y = _random(n=100, c=4, seed=6)
     out = evaluate(logits, y)
-    assert set(out) == {"accuracy", "nll", "ece"}
+    assert set(out) == {"accuracy", "nll", "ece", "overconfidence"}
     assert all(type(v) is float for v in out.values())
     assert out["accuracy"] == pytest.approx(accuracy(logits, y).item())
     assert out["nll"] == pytest.approx(nll(logits, y).item())
     assert out["ece"] == pytest.approx(ece(logits, y).item())
+    assert out["overconfidence"] == pytest.approx(overconfidence(logits, y).item())
     assert evaluate(logits, y, n_bins=5)["ece"] == pytest.approx(ece(logits, y, n_bins=5).item())
 
 
