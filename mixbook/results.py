@@ -62,9 +62,10 @@ ENV_KEYS = ("THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENB
 def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Where, when and with what a result was produced.
 
-    The git commit and ``git_dirty`` (uncommitted changes present) describe the checkout that
-    holds the imported ``mixbook`` package (``None`` when it is not in a git checkout, e.g. an
-    installed wheel), not the folder the result is written to.
+    The git commit describes the checkout that holds the imported ``mixbook`` package (``None``
+    when it is not in a git checkout, e.g. an installed wheel), not the folder the result is
+    written to; ``git_dirty`` says whether the package's tracked files differ from that commit
+    (results, notebooks and other files being written by the run itself do not count).
 
     Args:
         device: the device the run used (a GPU's name is recorded for CUDA devices).
@@ -80,7 +81,7 @@ def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
     dev = torch.device(device)
-    status = _git("status", "--porcelain")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
     return {
         "device": str(dev),
         "device_type": dev.type,

@@ -32,6 +32,20 @@ def test_save_and_load_round_trip(tmp_path):
     assert set(loaded["commit"]) == {(prov["git_commit"] or "")[:10] + ("+dirty" if prov["git_dirty"] else "")}
 
 
+def test_dirty_flag_follows_the_package_not_the_results(tmp_path):
+    """A result file written inside the checkout does not make the package dirty."""
+    pkg = Path(results.__file__).parent
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=pkg, capture_output=True).returncode != 0:
+        pytest.skip("mixbook is not in a git checkout")
+    before = results.provenance()["git_dirty"]
+    extra = pkg / "_untracked_result_of_a_test.json"  # untracked, like a result a run writes
+    try:
+        extra.write_text("{}")
+        assert results.provenance()["git_dirty"] == before
+    finally:
+        extra.unlink()
+
+
 def test_numpy_values_are_stored_as_numbers_and_nan_as_null(tmp_path):
     rows = [{"method": "ERM", "accuracy": np.float32(0.5), "seed": np.int64(3)}]
     path = results.save(tmp_path / "ok.json", rows, {"epochs": np.int64(2), "lrs": [np.float64(0.1)]})
