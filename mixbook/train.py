@@ -402,8 +402,10 @@ def generators(seed: int, device: str | torch.device = "cpu") -> tuple[torch.Gen
     """
     import numpy as np
 
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer >= 0, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed}")
     dev = torch.device(device)
     data_seed, mix_seed = (int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
                            for c in np.random.SeedSequence(int(seed)).spawn(2))

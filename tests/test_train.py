@@ -74,8 +74,10 @@ def test_generators_are_independent_and_validated():
     d, m = train.generators(5)
     assert not torch.equal(torch.rand(8, generator=d), torch.rand(8, generator=m))
     assert not torch.equal(torch.rand(8, generator=train.generators(6)[0]), torch.rand(8, generator=train.generators(5)[0]))
-    for bad in (-1, 1.5, True, "3"):
-        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        train.generators(-1)
+    for bad in (1.5, True, "3"):
+        with pytest.raises(TypeError, match="seed must be an integer >= 0"):
             train.generators(bad)
 
 
