@@ -26,7 +26,8 @@ import torch
 
 from . import _checks
 
-__all__ = ["Split", "two_moons", "digits", "cifar", "cifar_raw", "labelled_subset", "random_crop_flip"]
+__all__ = ["Split", "two_moons", "digits", "cifar", "cifar_raw", "labelled_subset", "training_subset",
+           "with_label_noise", "validation_split", "random_crop_flip"]
 
 
 # ---------------------------------------------------------------------- the Split value
@@ -42,6 +43,10 @@ class Split:
         num_classes: ``C``.
         name: short name of the data set (``"two_moons"``, ``"digits"``, ``"cifar10"``, ...).
         class_names: one name a class when known, else empty.
+        x_val, y_val: an optional validation part carved from the training data
+            (:func:`validation_split`), for choosing hyper-parameters without the test set.
+        y_train_clean: the training labels before :func:`with_label_noise` changed some of
+            them (``None`` for a clean split); :attr:`noisy` marks the changed ones.
 
     Only shapes and dtypes are checked at construction (free, no synchronisation).
     """
@@ -53,10 +58,16 @@ class Split:
     num_classes: int
     name: str = "custom"
     class_names: tuple[str, ...] = field(default=())
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    y_train_clean: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         _checks.num_classes(self.num_classes)
-        for part in ("train", "test"):
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError("x_val and y_val must be given together (or neither)")
+        parts = ("train", "test") if self.x_val is None else ("train", "test", "val")
+        for part in parts:
             x = _checks.tensor(f"x_{part}", getattr(self, f"x_{part}"))
             y = _checks.labels(f"y_{part}", getattr(self, f"y_{part}"))
             if not x.is_floating_point():
@@ -66,13 +77,22 @@ class Split:
             _checks.same_batch(f"y_{part}", y, x.shape[0] if x.ndim else -1)
             if x.device != y.device:
                 raise ValueError(f"x_{part} is on {x.device} but y_{part} on {y.device}")
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(
-                f"x_train and x_test must share the input shape, got {tuple(self.x_train.shape[1:])} "
-                f"and {tuple(self.x_test.shape[1:])}"
-            )
-        if self.x_train.device != self.x_test.device:
-            raise ValueError(f"x_train is on {self.x_train.device} but x_test on {self.x_test.device}")
+        for part in parts[1:]:
+            x = getattr(self, f"x_{part}")
+            if self.x_train.shape[1:] != x.shape[1:]:
+                raise ValueError(
+                    f"x_train and x_{part} must share the input shape, got {tuple(self.x_train.shape[1:])} "
+                    f"and {tuple(x.shape[1:])}"
+                )
+            if self.x_train.device != x.device:
+                raise ValueError(f"x_train is on {self.x_train.device} but x_{part} on {x.device}")
+        if self.y_train_clean is not None:
+            clean = _checks.labels("y_train_clean", self.y_train_clean)
+            if clean.dtype != torch.int64 or clean.shape != self.y_train.shape or clean.device != self.y_train.device:
+                raise ValueError(
+                    f"y_train_clean must be an int64 tensor like y_train {tuple(self.y_train.shape)} on "
+                    f"{self.y_train.device}, got {clean.dtype} {tuple(clean.shape)} on {clean.device}"
+                )
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"class_names must have num_classes={self.num_classes} entries, got {len(self.class_names)}"
@@ -87,21 +107,26 @@ class Split:
     def device(self) -> torch.device:
         return self.x_train.device
 
+    @property
+    def noisy(self) -> torch.Tensor | None:
+        """``(n_train,)`` bool: which training labels :func:`with_label_noise` changed (``None`` if clean)."""
+        return None if self.y_train_clean is None else self.y_train != self.y_train_clean
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Split":
         """The same split with every tensor moved to ``device`` (a new :class:`Split`)."""
-        return replace(
-            self,
-            x_train=self.x_train.to(device, non_blocking=non_blocking),
-            y_train=self.y_train.to(device, non_blocking=non_blocking),
-            x_test=self.x_test.to(device, non_blocking=non_blocking),
-            y_test=self.y_test.to(device, non_blocking=non_blocking),
-        )
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return replace(self, **{k: move(getattr(self, k)) for k in _TENSORS})
 
     def __repr__(self) -> str:
+        val = "" if self.x_val is None else f", val={tuple(self.x_val.shape)}"
+        noise = "" if self.y_train_clean is None else f", noisy_labels={int(self.noisy.sum())}"
         return (
-            f"Split({self.name!r}, train={tuple(self.x_train.shape)}, test={tuple(self.x_test.shape)}, "
-            f"num_classes={self.num_classes}, device={self.device})"
+            f"Split({self.name!r}, train={tuple(self.x_train.shape)}{val}, test={tuple(self.x_test.shape)}, "
+            f"num_classes={self.num_classes}{noise}, device={self.device})"
         )
+
+
+_TENSORS = ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val", "y_train_clean")
 
 
 # ---------------------------------------------------------------------- argument checks
@@ -384,7 +409,53 @@ def cifar(root: str | os.PathLike, name: str = "cifar10") -> Split:
     )
 
 
-# ---------------------------------------------------------------------- semi-supervised splits
+# ---------------------------------------------------------------------- regimes: subsets, noise, validation
+def _check_split(split: object) -> Split:
+    if not isinstance(split, Split):
+        raise TypeError(f"split must be a mixbook.data.Split, got {type(split).__name__}")
+    return split
+
+
+def _stratified(y: np.ndarray, n_keep: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices ``(keep, rest)`` of a class-stratified draw of ``n_keep`` of ``len(y)`` labels.
+
+    Allocation follows scikit-learn's ``train_test_split(stratify=y)`` (proportional, seeded);
+    a class the proportional allocation would leave out of ``keep`` gets one example moved in,
+    so every class present in ``y`` is in ``keep`` (``keep`` may then exceed ``n_keep``).
+    """
+    from sklearn.model_selection import train_test_split
+
+    classes, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(
+            f"split: every class of y_train needs at least 2 examples for a stratified split, "
+            f"class {int(classes[counts.argmin()])} has {int(counts.min())}"
+        )
+    idx = np.arange(len(y))
+    keep, rest = train_test_split(idx, train_size=n_keep, random_state=seed, stratify=y)
+    missing = np.setdiff1d(classes, y[keep])
+    if missing.size:
+        rng = np.random.default_rng(seed)
+        moved = np.array([rng.choice(rest[y[rest] == c]) for c in missing])
+        keep, rest = np.concatenate([keep, moved]), np.setdiff1d(rest, moved)
+    return np.sort(keep), np.sort(rest)
+
+
+def _n_keep(name: str, fraction: float, n: int, n_classes: int, what: str) -> int:
+    n_keep = max(n_classes, round(fraction * n))
+    if n_keep >= n or n - n_keep < n_classes:
+        raise ValueError(
+            f"{name}={fraction} keeps {n_keep} of {n} training examples for {what}, leaving fewer than the "
+            f"{n_classes} classes a stratified split needs on the other side; use a smaller {name}"
+        )
+    return n_keep
+
+
+def _take_train(split: Split, idx: torch.Tensor, name: str) -> Split:
+    clean = None if split.y_train_clean is None else split.y_train_clean[idx]
+    return replace(split, x_train=split.x_train[idx], y_train=split.y_train[idx], y_train_clean=clean, name=name)
+
+
 def labelled_subset(split: Split, fraction: float, seed: int = 0) -> tuple[Split, torch.Tensor]:
     """Keep the labels of a stratified ``fraction`` of the training set; the rest become unlabelled.
 
@@ -399,41 +470,109 @@ def labelled_subset(split: Split, fraction: float, seed: int = 0) -> tuple[Split
         ``(labelled, unlabelled_x)``: a :class:`Split` with the labelled training examples and
         the same test set, and the ``(n_unlabelled, *input_shape)`` inputs of the others.
     """
-    from sklearn.model_selection import train_test_split
-
-    if not isinstance(split, Split):
-        raise TypeError(f"split must be a mixbook.data.Split, got {type(split).__name__}")
+    split = _check_split(split)
     fraction = _open_unit_interval("fraction", fraction)
     seed = _seed("seed", seed)
     n = split.x_train.shape[0]
     y = split.y_train.cpu().numpy()
-    classes, counts = np.unique(y, return_counts=True)
-    n_keep = max(split.num_classes, round(fraction * n))
-    if n_keep >= n:
-        raise ValueError(f"fraction={fraction} keeps all {n} training labels; use a smaller fraction")
-    if n - n_keep < len(classes):
-        raise ValueError(
-            f"fraction={fraction} keeps {n_keep} of {n} training labels, leaving fewer unlabelled examples "
-            f"than the {len(classes)} classes a stratified split needs; use a smaller fraction"
-        )
-    if counts.min() < 2:
-        raise ValueError(
-            f"split: every class of y_train needs at least 2 examples for a stratified split, "
-            f"class {int(classes[counts.argmin()])} has 1"
-        )
-    idx = np.arange(n)
-    keep, rest = train_test_split(idx, train_size=n_keep, random_state=seed, stratify=y)
-    # Proportional allocation can give a rare class no labelled example: move one in.
-    missing = np.setdiff1d(classes, y[keep])
-    if missing.size:
-        rng = np.random.default_rng(seed)
-        moved = np.array([rng.choice(rest[y[rest] == c]) for c in missing])
-        keep, rest = np.concatenate([keep, moved]), np.setdiff1d(rest, moved)
-    keep_t = torch.as_tensor(np.sort(keep), device=split.device)
-    rest_t = torch.as_tensor(np.sort(rest), device=split.device)
-    labelled = replace(split, x_train=split.x_train[keep_t], y_train=split.y_train[keep_t],
-                       name=f"{split.name}[{fraction:g} labelled]")
-    return labelled, split.x_train[rest_t]
+    n_keep = _n_keep("fraction", fraction, n, len(np.unique(y)), "their labels")
+    keep, rest = _stratified(y, n_keep, seed)
+    keep_t = torch.as_tensor(keep, device=split.device)
+    rest_t = torch.as_tensor(rest, device=split.device)
+    return _take_train(split, keep_t, f"{split.name}[{fraction:g} labelled]"), split.x_train[rest_t]
+
+
+def training_subset(split: Split, fraction: float, seed: int = 0) -> Split:
+    """The small-data regime: a class-stratified ``fraction`` of the training set, test set unchanged.
+
+    The validation part (if any) is kept as it is; carve it first (:func:`validation_split`)
+    to select hyper-parameters on data the subset did not see, or after, for a validation set
+    as small as the training data.
+
+    Args:
+        split: a :class:`Split`.
+        fraction: share of training examples kept, in ``(0, 1)``; every class keeps at least one.
+        seed: ``int`` in ``[0, 2**32)``; the same seed keeps the same examples.
+
+    Returns:
+        A :class:`Split` named ``"<name>[<fraction> of train]"`` (label noise, if any, is kept
+        with the examples).
+    """
+    split = _check_split(split)
+    fraction = _open_unit_interval("fraction", fraction)
+    seed = _seed("seed", seed)
+    y = split.y_train.cpu().numpy()
+    keep, _ = _stratified(y, _n_keep("fraction", fraction, len(y), len(np.unique(y)), "the subset"), seed)
+    return _take_train(split, torch.as_tensor(keep, device=split.device), f"{split.name}[{fraction:g} of train]")
+
+
+def with_label_noise(split: Split, rate: float, seed: int = 0) -> Split:
+    """Symmetric label noise: ``round(rate · n)`` training labels changed to a different, uniform class.
+
+    The examples to corrupt are a uniform random subset of exactly ``round(rate · n_train)``
+    training examples; each gets a label drawn uniformly from the ``C − 1`` *other* classes, so
+    ``rate`` is the fraction of labels that are wrong. (The convention of Zhang et al. 2017,
+    followed by the mixup paper's memorisation experiment, redraws a label uniformly from all
+    ``C`` classes, which changes a fraction ``rate · (C − 1) / C`` in expectation.) The original
+    labels are kept in ``y_train_clean`` and :attr:`Split.noisy` marks the changed ones. Test and
+    validation labels are untouched; apply the noise *before* :func:`validation_split` for a
+    validation part as noisy as the training data.
+
+    Args:
+        split: a clean :class:`Split` (``y_train_clean is None``) with ``num_classes ≥ 2``.
+        rate: fraction of training labels to change, in ``[0, 1)``.
+        seed: ``int`` in ``[0, 2**32)``; the same seed changes the same labels the same way.
+
+    Returns:
+        A :class:`Split` named ``"<name>[<rate> noisy]"``.
+    """
+    split = _check_split(split)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise TypeError(f"rate must be a real number in [0, 1), got {type(rate).__name__}")
+    rate = float(rate)
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
+    seed = _seed("seed", seed)
+    if split.y_train_clean is not None:
+        raise ValueError("split already has label noise (y_train_clean is set); add noise to the clean split once")
+    if split.num_classes < 2:
+        raise ValueError(f"label noise needs num_classes >= 2, got {split.num_classes}")
+    y = split.y_train.cpu().numpy()
+    rng = np.random.default_rng(seed)
+    changed = rng.choice(len(y), size=round(rate * len(y)), replace=False)
+    shift = rng.integers(1, split.num_classes, size=changed.size)      # 1..C-1: never the same class
+    noisy = y.copy()
+    noisy[changed] = (y[changed] + shift) % split.num_classes
+    return replace(split, y_train=torch.as_tensor(noisy, device=split.device), y_train_clean=split.y_train,
+                   name=f"{split.name}[{rate:g} noisy]")
+
+
+def validation_split(split: Split, fraction: float = 0.2, seed: int = 0) -> Split:
+    """Carve a class-stratified validation part out of the training set.
+
+    Hyper-parameters are chosen on ``x_val``/``y_val``; the test set stays untouched until the
+    choice is made. The validation labels are the training labels as they are (noisy, if
+    :func:`with_label_noise` was applied first).
+
+    Args:
+        split: a :class:`Split` without a validation part.
+        fraction: share of the training examples moved to validation, in ``(0, 1)``; every class
+            gets at least one on each side.
+        seed: ``int`` in ``[0, 2**32)``.
+
+    Returns:
+        A :class:`Split` whose training part is the rest, named ``"<name>[val <fraction>]"``.
+    """
+    split = _check_split(split)
+    fraction = _open_unit_interval("fraction", fraction)
+    seed = _seed("seed", seed)
+    if split.x_val is not None:
+        raise ValueError("split already has a validation part (x_val is set)")
+    y = split.y_train.cpu().numpy()
+    val, train = _stratified(y, _n_keep("fraction", fraction, len(y), len(np.unique(y)), "validation"), seed)
+    val_t = torch.as_tensor(val, device=split.device)
+    out = _take_train(split, torch.as_tensor(train, device=split.device), f"{split.name}[val {fraction:g}]")
+    return replace(out, x_val=split.x_train[val_t], y_val=split.y_train[val_t])
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, *, padding: int = 4,

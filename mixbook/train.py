@@ -358,8 +358,8 @@ class ManifoldMixupMethod:
 class History:
     """Per-epoch record of a :func:`fit` run: one dict per epoch.
 
-    Keys: ``epoch``, ``train_loss``, ``seconds`` (training time of the epoch), and
-    ``accuracy``, ``nll``, ``ece`` on the test set when it is evaluated.
+    Keys: ``epoch``, ``train_loss``, ``seconds`` (training time of the epoch), and at the
+    evaluated epochs the metrics of :func:`evaluate_split` (test, validation, memorisation).
     """
 
     method: str
@@ -387,6 +387,27 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
     finally:
         model.train(was_training)
+
+
+def evaluate_split(model: nn.Module, data: Split) -> dict[str, float]:
+    """The metrics :func:`fit` records at an evaluation epoch.
+
+    ``accuracy``, ``nll``, ``ece``, ``overconfidence`` on the test set
+    (:func:`mixbook.metrics.evaluate`); with a validation part, the same four prefixed ``val_``;
+    with label noise, ``noisy_fitted`` (the fraction of the corrupted training examples whose
+    prediction is their corrupted label: memorisation) and ``noisy_clean`` (… whose prediction
+    is their true label).
+    """
+    out = metrics.evaluate(predict(model, data.x_test), data.y_test)
+    if data.x_val is not None:
+        out.update({f"val_{k}": v for k, v in metrics.evaluate(predict(model, data.x_val), data.y_val).items()})
+    noisy = data.noisy
+    if noisy is not None:
+        pred = predict(model, data.x_train[noisy]).argmax(1)
+        count = max(int(noisy.sum()), 1)
+        out["noisy_fitted"] = float((pred == data.y_train[noisy]).sum()) / count
+        out["noisy_clean"] = float((pred == data.y_train_clean[noisy]).sum()) / count
+    return out
 
 
 def generators(seed: int, device: str | torch.device = "cpu") -> tuple[torch.Generator, torch.Generator]:
@@ -504,7 +525,7 @@ def fit(
         record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / n,
                                     "seconds": time.perf_counter() - start}
         if epoch % eval_every == 0 or epoch == epochs:
-            record.update(metrics.evaluate(predict(model, data.x_test), data.y_test))
+            record.update(evaluate_split(model, data))
         history.epochs.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}")
     return history
