@@ -13,15 +13,17 @@ Public names::
     MultiMix, multimix.sample       MultiMix (Venkataramanan et al. 2023): Dirichlet mixes, n > b
     soft_cross_entropy, mixed_cross_entropy, one_hot
     fit, repeat                     the training loop every chapter uses
+    population.repeat               many (method, seed) runs trained at once (vectorised)
+    stats.compare                   paired differences over seeds, with intervals and verdicts
     setup                           seeds, device, plot style
     set_value_checks                when tensor values are checked (CPU only by default)
 
 Modules: mixing, fused, distributions, mixup, reformulation, zeta, multimix, manifold, synthetic, losses,
-metrics, data, models, train, plotting, notebook, runtime, bench.
+metrics, stats, data, models, train, population, results, plotting, notebook, runtime, bench.
 """
 
 from . import (data, distributions, fused, losses, manifold, metrics, mixing, mixup, models, multimix,
-               notebook, plotting, reformulation, runtime, synthetic, train, zeta)
+               notebook, plotting, population, reformulation, results, runtime, stats, synthetic, train, zeta)
 from ._checks import set_value_checks, value_checks
 from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
 from .mixing import Mixing
@@ -46,5 +48,6 @@ __all__ = [
     "Mixing", "MixUp", "ZetaMixup", "MultiMix", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
     "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
     "bench", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
-    "fused", "manifold", "multimix", "plotting", "reformulation", "runtime", "synthetic", "train", "zeta",
+    "fused", "manifold", "multimix", "plotting", "population", "reformulation", "results", "runtime", "stats",
+    "synthetic", "train", "zeta",
 ]

@@ -160,12 +160,22 @@ class ManifoldMixup:
             (:attr:`last_layer`); ``mixing``: the pairwise :class:`~mixbook.mixing.Mixing`
             applied (``partner`` and ``lam`` of shape ``(b,)``).
         """
+        m, layer = self.draw(x, y, generator=generator)
+        return self.mix_at(x, m, layer), m
+
+    def draw(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+             generator: torch.Generator | None = None) -> tuple[Mixing, str]:
+        """Steps 1 and 2 of a call without the forward pass: ``(mixing, layer)``.
+
+        Advances the layer sequence and sets :attr:`last_layer`, exactly as a call does
+        (:mod:`mixbook.train` uses it to prepare a step before running the model).
+        """
         x = _checks.tensor("x", x)
         m = mixup.sample(x, y, alpha=self.alpha, per_sample=self.per_sample, pairing=self.pairing,
                          generator=self.generator if generator is None else generator)
         layer = self.layers[self._rng.randrange(len(self.layers))]
         self.last_layer = layer
-        return self.mix_at(x, m, layer), m
+        return m, layer
 
     def mix_at(self, x: torch.Tensor, mixing: Mixing, layer: str) -> torch.Tensor:
         """``model(x)`` with ``mixing`` applied to the output of ``layer`` (deterministic).

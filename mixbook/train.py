@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from . import _checks, manifold, metrics, mixup, multimix, reformulation, zeta
 from .data import Split
-from .losses import _one_hot, mixed_cross_entropy, soft_cross_entropy
+from .losses import _one_hot, soft_cross_entropy
+from .mixing import Mixing
 from .runtime import resolve_device
 
 
@@ -29,6 +30,108 @@ class Method(Protocol):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
              generator: torch.Generator) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One training step of a method, prepared before the forward pass.
+
+    A method's ``prepare`` draws everything random for the step (λ, partners, the layer, a
+    box) and returns a ``Step``; :func:`run_step` runs the model on ``inputs`` with
+    ``mix(h, *args)`` applied to the output ``h`` of ``layer``, and
+    ``loss(logits, *loss_args)`` scores the logits. Splitting the step this way lets
+    :mod:`mixbook.population` run many members' steps as one vectorised call: ``mix`` and
+    ``loss`` are pure functions of their arguments (the step's tensors go in ``args`` and
+    ``loss_args``, never in a closure), so they run under ``torch.func.vmap``.
+
+    Attributes:
+        inputs: what the model is called on (already mixed for input-level methods).
+        loss: ``loss(logits, *loss_args) -> scalar``, e.g. :func:`ce`, :func:`soft_ce`.
+        loss_args: the targets ``loss`` needs.
+        layer: ``"input"`` (no hidden transform) or a module path of the model.
+        mix: ``mix(h, *args) -> h'`` applied at ``layer`` (``None`` with ``"input"``).
+        args: the tensors ``mix`` needs (partners, λ, a mixing matrix…).
+    """
+
+    inputs: torch.Tensor
+    loss: Callable[..., torch.Tensor]
+    loss_args: tuple[torch.Tensor, ...]
+    layer: str = manifold.INPUT
+    mix: Callable[..., torch.Tensor] | None = None
+    args: tuple[torch.Tensor, ...] = ()
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        """``loss(logits, *loss_args)``."""
+        return self.loss(logits, *self.loss_args)
+
+
+def run_step(model: Callable[[torch.Tensor], torch.Tensor], step: Step, *, module: nn.Module | None = None) -> torch.Tensor:
+    """The logits of ``model`` for a prepared :class:`Step`.
+
+    ``module`` is the submodule at ``step.layer`` when the caller has it (``model`` may then be
+    any callable that runs the network, e.g. a ``functional_call``).
+    """
+    if step.mix is None:
+        return model(step.inputs)
+    if module is None and isinstance(model, nn.Module):
+        module = model.get_submodule(step.layer)       # prepare() checked the path
+    args = step.args
+    return manifold.transform_at(model, step.inputs, step.layer, lambda h: step.mix(h, *args), module=module)
+
+
+# ---------------------------------------------------------------------- the steps' pure pieces
+# Unchecked: the methods build their targets themselves, valid by construction (and a value
+# check cannot run under vmap). Same arithmetic as mixbook.losses.
+def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``CE(logits, y)`` with integer labels, mean over the batch."""
+    return F.cross_entropy(logits, y)
+
+
+def soft_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Soft-target cross-entropy, mean over the batch (:func:`mixbook.soft_cross_entropy`)."""
+    return F.cross_entropy(logits, targets.to(logits.dtype))
+
+
+def mixed_ce(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``λ CE(z, y) + (1 − λ) CE(z, y')``, mean (:func:`mixbook.mixed_cross_entropy`)."""
+    ce_a = F.cross_entropy(logits, y, reduction="none")
+    ce_b = F.cross_entropy(logits, y_partner, reduction="none")
+    return (ce_b + lam.to(logits.dtype) * (ce_a - ce_b)).mean()
+
+
+def clean_plus_soft_ce(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``CE(logits[:b], y) + soft_ce(logits[b:], targets)`` with ``b = len(y)``: clean rows first."""
+    b = y.shape[0]
+    return F.cross_entropy(logits[:b], y) + soft_ce(logits[b:], targets)
+
+
+def mix_pairwise(h: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``lam·h + (1 − lam)·h[partner]`` (a pairwise :class:`~mixbook.mixing.Mixing` of ``h``)."""
+    lam = lam.to(h.dtype).view(-1, *([1] * (h.ndim - 1)))
+    return torch.lerp(h.index_select(0, partner), h, lam)
+
+
+def mix_dense(h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``W @ h`` over the batch (a dense :class:`~mixbook.mixing.Mixing` of ``h``)."""
+    return (weights.to(h.dtype) @ h.reshape(weights.shape[1], -1)).reshape(weights.shape[0], *h.shape[1:])
+
+
+def mix_dense_with_clean(h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``cat([h, W @ h])``: the clean rows first, then the mixed ones."""
+    return torch.cat([h, mix_dense(h, weights)])
+
+
+class _Prepared:
+    """Base of the built-in methods: ``loss`` is :meth:`prepare` followed by :func:`run_step`."""
+
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
+        step = self.prepare(model, x, y, num_classes, generator)
+        return step.score(run_step(model, step))
 
 
 METHODS: dict[str, Callable[..., Method]] = {}
@@ -52,19 +155,19 @@ def make_method(name: str, **options: Any) -> Method:
 
 
 @register("erm")
-class ERM:
+class ERM(_Prepared):
     """Empirical risk minimisation: ``CE(f(x), y)``."""
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
-        return F.cross_entropy(model(x), y)
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:
+        return Step(x, ce, (y,))
 
     def __repr__(self) -> str:
         return "ERM()"
 
 
 @register("mixup")
-class Mixup:
+class Mixup(_Prepared):
     """Input mixup (Zhang et al. 2018) with :func:`mixbook.mixup.sample`.
 
     Args:
@@ -82,22 +185,26 @@ class Mixup:
         self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
         self.loss_form = _checks.choice("loss", loss, ("soft", "mixed"))
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:
         m = mixup.sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
                          pairing=self.pairing, generator=generator)
-        logits = model(m.apply(x))
-        if self.loss_form == "mixed":
-            return mixed_cross_entropy(logits, y, y[m.partner], m.lam)
-        return soft_cross_entropy(logits, m.targets(y, num_classes))
+        return Step(m.apply(x), *_pairwise_loss(self.loss_form, m, y, num_classes))
 
     def __repr__(self) -> str:
         return (f"Mixup(alpha={self.alpha}, per_sample={self.per_sample}, pairing={self.pairing!r}, "
                 f"loss={self.loss_form!r})")
 
 
+def _pairwise_loss(form: str, m: Mixing, y: torch.Tensor, num_classes: int) -> tuple[Callable, tuple]:
+    """The loss of a pairwise mixing and its arguments: λ-weighted integer CE (``"mixed"``) or soft CE."""
+    if form == "mixed":
+        return mixed_ce, (y, y[m.partner], m.lam)
+    return soft_ce, (m.targets(y, num_classes),)
+
+
 @register("reformulation")
-class Reformulated:
+class Reformulated(_Prepared):
     """Mixup without mixed labels: λ ~ Beta(α + 1, α), CE against the kept (first) label.
 
     Args:
@@ -114,15 +221,15 @@ class Reformulated:
         self.unlabelled = unlabelled
         self._pool: torch.Tensor | None = None
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:
         if self.unlabelled is None:
             m = reformulation.sample(x, alpha=self.alpha, generator=generator)
-            return F.cross_entropy(model(m.apply(x)), y)
+            return Step(m.apply(x), ce, (y,))
         if self._pool is None or self._pool.device != x.device or self._pool.dtype != x.dtype:
             self._pool = self.unlabelled.to(device=x.device, dtype=x.dtype)
         m = reformulation.sample(x, alpha=self.alpha, partners=self._pool, generator=generator)
-        return F.cross_entropy(model(m.apply(x, self._pool)), y)
+        return Step(m.apply(x, self._pool), ce, (y,))
 
     def __repr__(self) -> str:
         pool = "" if self.unlabelled is None else f", unlabelled={self.unlabelled.shape[0]}"
@@ -130,7 +237,7 @@ class Reformulated:
 
 
 @register("zeta")
-class Zeta:
+class Zeta(_Prepared):
     """ζ-mixup (Abhishek et al. 2024): every output a p-series-weighted mix of the whole batch.
 
     Args:
@@ -140,17 +247,17 @@ class Zeta:
     def __init__(self, gamma: float = zeta.DEFAULT_GAMMA) -> None:
         self.gamma = _checks.positive_float("gamma", gamma)
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:
         m = zeta.sample(x, y, gamma=self.gamma, generator=generator)
-        return soft_cross_entropy(model(m.apply(x)), m.targets(y, num_classes))
+        return Step(m.apply(x), soft_ce, (m.targets(y, num_classes),))
 
     def __repr__(self) -> str:
         return f"Zeta(gamma={self.gamma})"
 
 
 @register("multimix")
-class MultiMixMethod:
+class MultiMixMethod(_Prepared):
     """MultiMix (Venkataramanan et al. 2023): ``n`` Dirichlet(α) mixes of the whole batch.
 
     A dense ``(n, b)`` mixing from :func:`mixbook.multimix.sample` is applied to the output of
@@ -180,14 +287,20 @@ class MultiMixMethod:
             raise TypeError(f"layer must be a module path (str) or 'input', got {type(layer).__name__}")
         self.layer = layer
         self.clean = _checks.boolean("clean", clean)
+        self._checked: nn.Module | None = None
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
-        b = x.shape[0]
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:
         m = multimix.sample(x, y, n=self.n, alpha=self.alpha, generator=generator)
-        mix = _with_clean(m.apply) if self.clean else m.apply
-        logits = manifold.transform_at(model, x, self.layer, mix, batch_size=b)
-        return _clean_plus_mixed(logits, y, m.targets(y, num_classes), b if self.clean else 0)
+        targets = m.targets(y, num_classes)
+        loss, loss_args = (clean_plus_soft_ce, (y, targets)) if self.clean else (soft_ce, (targets,))
+        mix = mix_dense_with_clean if self.clean else mix_dense
+        if self.layer == manifold.INPUT:
+            return Step(mix(x, m.weights), loss, loss_args)
+        if self._checked is not model:                  # check the path once per model
+            manifold.check_layers(model, [self.layer])
+            self._checked = model
+        return Step(x, loss, loss_args, layer=self.layer, mix=mix, args=(m.weights,))
 
     def __repr__(self) -> str:
         return f"MultiMix(alpha={self.alpha}, n={self.n}, layer={self.layer!r}, clean={self.clean})"
@@ -268,7 +381,7 @@ class DenseMultiMixMethod:
 
 
 @register("cutmix")
-class CutMixMethod:
+class CutMixMethod(_Prepared):
     """CutMix (Yun et al. 2019) with torchvision's ``transforms.v2.CutMix``: the non-convex reference.
 
     A box of area ``1 − λ`` (λ ~ Beta(α, α)) is pasted from the rolled batch; the targets are
@@ -287,8 +400,8 @@ class CutMixMethod:
         self.alpha = _checks.positive_float("alpha", alpha)
         self._transform = None
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:
         from torchvision.transforms import v2
 
         if x.ndim != 4:
@@ -300,14 +413,14 @@ class CutMixMethod:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             x_mix, targets = self._transform(x, y.long())  # torchvision wants int64 labels
-        return soft_cross_entropy(model(x_mix), targets.to(x_mix.dtype))
+        return Step(x_mix, soft_ce, (targets.to(x_mix.dtype),))
 
     def __repr__(self) -> str:
         return f"CutMix(alpha={self.alpha})"
 
 
 @register("manifold_mixup")
-class ManifoldMixupMethod:
+class ManifoldMixupMethod(_Prepared):
     """Manifold mixup (Verma et al. 2019) with :class:`mixbook.manifold.ManifoldMixup`.
 
     At each step one layer is chosen uniformly from ``layers`` (host RNG seeded with
@@ -341,13 +454,16 @@ class ManifoldMixupMethod:
         self.seed = seed
         self._mm: manifold.ManifoldMixup | None = None
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> Step:
         if self._mm is None or self._mm.model is not model:
             self._mm = manifold.ManifoldMixup(model, self.layers, alpha=self.alpha,
                                               per_sample=self.per_sample, seed=self.seed)
-        logits, m = self._mm(x, y, generator=generator)
-        return mixed_cross_entropy(logits, y, y[m.partner], m.lam)
+        m, layer = self._mm.draw(x, y, generator=generator)
+        loss = _pairwise_loss("mixed", m, y, num_classes)
+        if layer == manifold.INPUT:
+            return Step(m.apply(x), *loss)
+        return Step(x, *loss, layer=layer, mix=mix_pairwise, args=(m.partner, m.lam))
 
     def __repr__(self) -> str:
         return (f"ManifoldMixup(layers={list(self.layers)}, alpha={self.alpha}, "
