@@ -70,6 +70,7 @@ def repeat(
     optimizer: str = "adamw",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     histories: bool = False,
+    return_models: bool = False,
 ):
     """Train a fresh model per (method, seed), all at once; the final metrics as :func:`mixbook.train.repeat` gives them.
 
@@ -83,11 +84,13 @@ def repeat(
         eval_every: evaluate every this many epochs and after the last (``None``: the last
             epoch only).
         histories: also return every member's :class:`mixbook.train.History`.
+        return_models: also return every member's trained network, ``{(label, seed): model}``.
 
     Returns:
         A DataFrame with one row per (method, seed), in the order of :func:`mixbook.train.repeat`:
         ``method``, ``seed``, the metrics of :func:`mixbook.train.evaluate_split` and
-        ``train_loss``; with ``histories``, also ``{(label, seed): History}``. There is no
+        ``train_loss``; then, as asked, ``{(label, seed): History}`` and ``{(label, seed): model}``
+        (``(frame, histories, models)`` with both). There is no
         per-method time: the members share their steps (time methods with :func:`mixbook.train.fit`).
     """
     import pandas as pd
@@ -133,7 +136,9 @@ def repeat(
             final = {k: v for k, v in hist[label, seed].final.items() if k not in ("epoch", "seconds")}
             rows.append({"method": label, "seed": seed, **final})
     frame = pd.DataFrame(rows)
-    return (frame, hist) if histories else frame
+    out = (frame,) + ((hist,) if histories else ()) + \
+        (({(label, seed): model for label, seed, model, _ in members + solo},) if return_models else ())
+    return out if len(out) > 1 else frame
 
 
 def _train_population(members, data: Split, dev: torch.device, epochs: int, batch_size: int, lr: float,

@@ -129,3 +129,15 @@ def test_run_all_in_two_processes_equals_one():
     assert list(two) == ["all", "small"]
     for key in jobs:
         _compare(one[key], two[key], ["train_loss", "accuracy", "val_accuracy"], atol=1e-5)
+
+
+def test_return_models_gives_the_trained_networks():
+    split = _split()
+    mlp = functools.partial(models.MLP, 64, 10, (16,))
+    frame, hist, nets = population.repeat(mlp, split, {"ERM": "erm", "mixup": "mixup"}, [0, 1], epochs=2,
+                                          device="cpu", progress=False, histories=True, return_models=True)
+    assert set(nets) == set(hist) == {("ERM", 0), ("mixup", 0), ("ERM", 1), ("mixup", 1)}
+    for (label, s), net in nets.items():
+        acc = frame[(frame.method == label) & (frame.seed == s)].accuracy.item()
+        pred = train.predict(net, split.x_test).argmax(1)
+        assert (pred == split.y_test).double().mean().item() == pytest.approx(acc, abs=1e-6)
