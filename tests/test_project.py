@@ -69,3 +69,15 @@ def test_public_names():
     for name in mixbook.__all__:
         assert hasattr(mixbook, name), name
     assert mixbook.train.METHODS.keys() >= {"erm", "mixup"}
+
+
+def test_readme_population_example_runs():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    example = next(b for b in blocks if "population.repeat" in b)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    runs = namespace["runs"]
+    assert len(runs) == 20 and set(runs.method) == {"ERM", "mixup"}
+    table = namespace["stats"].compare(runs, {"accuracy": True})
+    assert table.loc["mixup", "seeds"] == 10
