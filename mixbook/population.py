@@ -152,13 +152,8 @@ def _train_population(members, data: Split, dev: torch.device, epochs: int, batc
     base.train()
     names = list(params)
     gens = [train.generators(seed, dev) for _, seed, _, _ in members]
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params.values(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
     n = data.x_train.shape[0]
-    steps_per_epoch = -(-n // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    opt, sched = train.optimizer_and_schedule(params.values(), optimizer, lr, weight_decay, epochs * -(-n // batch_size))
     histories = {(label, seed): train.History(method=repr(method), seed=seed) for label, seed, _, method in members}
 
     def call(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:

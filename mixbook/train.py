@@ -550,6 +550,15 @@ def generators(seed: int, device: str | torch.device = "cpu") -> tuple[torch.Gen
             torch.Generator(device=dev).manual_seed(mix_seed))
 
 
+def optimizer_and_schedule(params, optimizer: str, lr: float, weight_decay: float, total_steps: int):
+    """:func:`fit`'s optimiser (AdamW, or SGD with Nesterov momentum 0.9) and cosine schedule over ``total_steps``."""
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+
+
 def fit(
     model: nn.Module,
     data: Split,
@@ -612,13 +621,9 @@ def fit(
     data = data.to(dev)
     model.to(dev)
     data_gen, mix_gen = generators(seed, dev)
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt, sched = optimizer_and_schedule(model.parameters(), optimizer, lr, weight_decay,
+                                        epochs * -(-data.x_train.shape[0] // batch_size))
     n = data.x_train.shape[0]
-    steps_per_epoch = -(-n // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     history = History(method=repr(method_obj), seed=seed)
 
     bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress, leave=False)
