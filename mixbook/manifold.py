@@ -689,3 +689,69 @@ def fit_decomposed(
                      "test_accuracy": float(acc), "usual_norm": float(terms["usual"].norm()),
                      "cross_norm": float(terms["cross"].norm())})
     return pd.DataFrame(rows)
+
+
+def repeat_decomposed(
+    model_fn: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    seeds: Sequence[int],
+    modes: Sequence[str] = MODES,
+    **fit_kwargs,
+):
+    """:func:`fit_decomposed` for every (seed, mode), paired: one seed, one initial network.
+
+    For each seed, ``torch.manual_seed(seed)`` then ``model_fn()`` builds the network before
+    each mode, so every mode of a seed starts from the same weights, and ``fit_decomposed``'s
+    own generator (seeded with ``seed``) gives the modes that mix the same λ and partners step
+    for step. The model must split into ``features`` (``F``) and a linear ``head`` (``G``), as the
+    book's :class:`mixbook.models.MLP` does; it is moved to ``x``'s device and dtype. Use it
+    with :func:`mixbook.population.run_all` (``fn=repeat_decomposed``) to spread seeds over
+    processes.
+
+    Args:
+        model_fn: builds one network (a ``functools.partial`` of a model class, so that it
+            pickles).
+        x, y, x_test, y_test: as in :func:`fit_decomposed`.
+        seeds: integers ≥ 0.
+        modes: a subset of :data:`MODES`.
+        **fit_kwargs: ``alpha``, ``epochs``, ``batch_size``, ``lr``, ``probe_size`` of
+            :func:`fit_decomposed`.
+
+    Returns:
+        ``(history, models)``: the concatenated per-epoch frames of :func:`fit_decomposed` with
+        ``mode`` and ``seed`` columns, and ``{(mode, seed): trained model}``.
+    """
+    import pandas as pd
+
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds or \
+            any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty sequence of integers >= 0, got {seeds!r}")
+    seeds = list(seeds)
+    if isinstance(modes, str) or not modes:
+        raise ValueError(f"modes must be a non-empty sequence drawn from {MODES}, got {modes!r}")
+    modes = [_checks.choice("modes", m, MODES) for m in modes]
+    bad = set(fit_kwargs) - {"alpha", "epochs", "batch_size", "lr", "probe_size"}
+    if bad:
+        raise TypeError(f"unexpected keyword argument(s) {sorted(bad)} for fit_decomposed")
+    frames, trained = [], {}
+    for seed in seeds:
+        for mode in modes:
+            torch.manual_seed(seed)
+            model = model_fn()
+            if not isinstance(getattr(model, "features", None), nn.Module) or \
+                    not isinstance(getattr(model, "head", None), nn.Linear):
+                raise TypeError("model_fn must build a model with a `features` module and a linear `head`, "
+                                f"got {type(model).__name__}")
+            model = model.to(device=x.device, dtype=x.dtype)
+            hist = fit_decomposed(model.features, model.head, x, y, x_test, y_test, mode=mode, seed=seed,
+                                  **fit_kwargs)
+            frames.append(hist.assign(mode=mode, seed=seed))
+            trained[mode, seed] = model
+    return pd.concat(frames, ignore_index=True), trained
+
+
+__all__ += ["MODES", "fit_decomposed", "repeat_decomposed"]

@@ -15,20 +15,32 @@ from torch import nn
 from . import _checks
 
 
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
 class MLP(nn.Module):
     """Multi-layer perceptron ``(b, *in_shape) -> (b, num_classes)``.
 
-    ``features`` = Flatten, then (Linear, ReLU) per hidden width; ``head`` = Linear.
+    ``features`` = Flatten, then (Linear, activation) per hidden width; ``head`` = Linear.
+    ``num_classes`` is the output width (1 for scalar regression).
+
+    Args:
+        in_features: flattened input size.
+        num_classes: outputs of the head, ≥ 1.
+        hidden: widths of the hidden layers.
+        activation: ``"relu"`` (default), ``"tanh"`` or ``"gelu"``.
     """
 
-    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (128, 128)) -> None:
+    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (128, 128),
+                 activation: str = "relu") -> None:
         super().__init__()
         _checks.positive_int("in_features", in_features)
-        _checks.num_classes(num_classes)
+        _checks.positive_int("num_classes", num_classes)
+        act = _ACTIVATIONS[_checks.choice("activation", activation, tuple(_ACTIVATIONS))]
         widths = [in_features, *[_checks.positive_int("hidden", h) for h in hidden]]
         layers: list[nn.Module] = [nn.Flatten()]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+            layers += [nn.Linear(w_in, w_out), act()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(widths[-1], num_classes)
 

@@ -268,8 +268,8 @@ def _evaluate(base: nn.Module, params: dict[str, torch.Tensor], data: Split) -> 
 
 
 
-def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1) -> dict:
-    """Run several :func:`repeat` calls, in ``workers`` processes when ``workers > 1``.
+def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Callable[..., Any] | None = None) -> dict:
+    """Run several :func:`repeat` calls (or calls of ``fn``), in ``workers`` processes when ``workers > 1``.
 
     A population spends its time in Python dispatch, one core's worth; independent populations
     (regimes, data sets) therefore run side by side on a multi-core machine. The workers are
@@ -278,8 +278,11 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1) -> dict:
     not a lambda). Results do not depend on ``workers``.
 
     Args:
-        jobs: ``{key: keyword arguments of repeat}``.
+        jobs: ``{key: keyword arguments of repeat}`` (of ``fn``, when given).
         workers: processes, ≥ 1 (1: in this process, one after another).
+        fn: the function each job calls instead of :func:`repeat`, e.g.
+            :func:`mixbook.manifold.repeat_decomposed`; with ``workers > 1`` it must be importable
+            (a module-level function), as the jobs' arguments must pickle.
 
     Returns:
         ``{key: what repeat returned}``, in the order of ``jobs``.
@@ -287,13 +290,17 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1) -> dict:
     workers = _checks.positive_int("workers", workers)
     if not isinstance(jobs, Mapping):
         raise TypeError(f"jobs must be a mapping {{key: repeat keyword arguments}}, got {type(jobs).__name__}")
+    if fn is None:
+        fn = repeat
+    elif not callable(fn):
+        raise TypeError(f"fn must be a callable, got {type(fn).__name__}")
     if workers == 1 or len(jobs) <= 1:
-        return {key: repeat(**kwargs) for key, kwargs in jobs.items()}
+        return {key: fn(**kwargs) for key, kwargs in jobs.items()}
     import multiprocessing
     import pickle
     from concurrent.futures import ProcessPoolExecutor
 
-    for key, kwargs in jobs.items():
+    for key, kwargs in [("fn", fn), *jobs.items()]:
         try:
             pickle.dumps(kwargs)
         except Exception as err:  # pickling errors have no common base class
@@ -302,5 +309,5 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1) -> dict:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=torch.set_num_threads,
                              initargs=(1,)) as pool:
-        futures = {key: pool.submit(repeat, **kwargs) for key, kwargs in jobs.items()}
+        futures = {key: pool.submit(fn, **kwargs) for key, kwargs in jobs.items()}
         return {key: f.result() for key, f in futures.items()}
