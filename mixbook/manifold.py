@@ -380,6 +380,15 @@ def _mixed_squared_loss(head, h1, h2, y1, y2, lam) -> torch.Tensor:
     return 0.5 * (target - head(lam * h1 + (1 - lam) * h2)).pow(2).sum(1).mean()
 
 
+def _mixed_cross_entropy(head, h1, h2, y1, y2, lam) -> torch.Tensor:
+    """``mean_i CE(λ_i y1_i + (1−λ_i) y2_i, softmax(G(λ_i h1_i + (1−λ_i) h2_i)))`` (soft targets)."""
+    target = lam * y1 + (1 - lam) * y2
+    return -(target * torch.log_softmax(head(lam * h1 + (1 - lam) * h2), dim=1)).sum(1).mean()
+
+
+LOSSES = ("squared", "cross_entropy")
+
+
 def gradient_terms(
     feature: nn.Module,
     head: nn.Linear,
@@ -388,6 +397,7 @@ def gradient_terms(
     y1: torch.Tensor,
     y2: torch.Tensor,
     lam: float | torch.Tensor,
+    loss: str = "squared",
 ) -> dict[str, torch.Tensor]:
     r"""The four terms of the manifold-mixup gradient with respect to the feature map.
 
@@ -423,6 +433,13 @@ def gradient_terms(
             two batches ``(b, *)`` of pairs ``(x1[i], x2[i])``.
         y1, y2: their targets, ``(k,)`` for single examples, ``(b, k)`` for batches.
         lam: λ in ``[0, 1]``: a float, or for batches a ``(b,)`` tensor (one λ a pair).
+        loss: ``"squared"`` (the exact case above) or ``"cross_entropy"``: softmax
+            cross-entropy against the mixed soft targets, ``L = CE(λ y1 + (1−λ) y2,
+            softmax(G(λ h + (1−λ) h')))``. Its gradient with respect to the logits is
+            ``−R̃ = p(z̃) − ỹ``; the four terms are then formed with the residuals
+            ``r = y1 − softmax(G(F(x1)))`` and ``r'`` likewise, i.e. with the first-order
+            approximation ``p(z̃) ≈ λ p(z) + (1−λ) p(z')``, so ``usual + cross`` differs from
+            ``total`` by the softmax's curvature along the segment (exact at λ ∈ {0, 1}).
 
     Returns:
         A dict of flat vectors over ``F``'s parameters (those with ``requires_grad``,
@@ -433,6 +450,7 @@ def gradient_terms(
         *averaged* over the ``b`` pairs. The tensors are detached; ``F`` and ``G``'s ``.grad``
         are not touched.
     """
+    loss_form = _checks.choice("loss", loss, LOSSES)
     x1, x2, y1, y2, lam = _as_pairs(feature, head, x1, x2, y1, y2, lam)
     params = _feature_params(feature)
     b, mu = x1.shape[0], 1 - lam
@@ -443,8 +461,12 @@ def gradient_terms(
     with torch.enable_grad():
         h1, h2 = feature(x1), feature(x2)
         o1, o2 = head(h1), head(h2)
-        r1, r2 = (y1 - o1).detach(), (y2 - o2).detach()
-        loss = _mixed_squared_loss(head, h1, h2, y1, y2, lam)
+        if loss_form == "squared":
+            r1, r2 = (y1 - o1).detach(), (y2 - o2).detach()
+            loss = _mixed_squared_loss(head, h1, h2, y1, y2, lam)
+        else:
+            r1, r2 = (y1 - o1.softmax(1)).detach(), (y2 - o2.softmax(1)).detach()
+            loss = _mixed_cross_entropy(head, h1, h2, y1, y2, lam)
 
         def vjp(out: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
             return flat(torch.autograd.grad(out, params, grad_outputs=v, retain_graph=True, allow_unused=True))

@@ -29,10 +29,11 @@ class MLP(nn.Module):
         num_classes: outputs of the head, ≥ 1.
         hidden: widths of the hidden layers.
         activation: ``"relu"`` (default), ``"tanh"`` or ``"gelu"``.
+        head_bias: whether the linear head has a bias (chapter 3 trains one without).
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (128, 128),
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", head_bias: bool = True) -> None:
         super().__init__()
         _checks.positive_int("in_features", in_features)
         _checks.positive_int("num_classes", num_classes)
@@ -42,7 +43,7 @@ class MLP(nn.Module):
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(w_in, w_out), act()]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(widths[-1], num_classes)
+        self.head = nn.Linear(widths[-1], num_classes, bias=_checks.boolean("head_bias", head_bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

@@ -83,3 +83,44 @@ def test_mlp_activation(activation, kind):
 def test_mlp_refuses_unknown_activation():
     with pytest.raises(ValueError, match="activation"):
         models.MLP(4, 2, activation="sigmoid")
+
+
+def test_mlp_head_bias_option():
+    assert models.MLP(4, 3, (5,), head_bias=False).head.bias is None
+    assert models.MLP(4, 3, (5,)).head.bias is not None
+    with pytest.raises(TypeError, match="head_bias"):
+        models.MLP(4, 3, (5,), head_bias=1)
+
+
+def _ce_setup(seed=0):
+    torch.manual_seed(seed)
+    feat = nn.Sequential(nn.Linear(5, 7), nn.Tanh()).double()
+    head = nn.Linear(7, 4).double()
+    x1, x2 = torch.randn(2, 6, 5, dtype=torch.float64)
+    y1 = torch.nn.functional.one_hot(torch.arange(6) % 4, 4).double()
+    y2 = torch.nn.functional.one_hot((torch.arange(6) + 1) % 4, 4).double()
+    return feat, head, x1, x2, y1, y2
+
+
+def test_gradient_terms_cross_entropy_total_is_autograd_and_exact_at_the_ends():
+    feat, head, x1, x2, y1, y2 = _ce_setup()
+    lam = torch.full((6,), 0.3, dtype=torch.float64)
+    t = manifold.gradient_terms(feat, head, x1, x2, y1, y2, lam, loss="cross_entropy")
+    # total: autograd of the soft cross-entropy at the mixed features, computed independently
+    params = list(feat.parameters())
+    h = 0.3 * feat(x1) + 0.7 * feat(x2)
+    ce = -((0.3 * y1 + 0.7 * y2) * torch.log_softmax(head(h), 1)).sum(1).mean()
+    ref = torch.cat([g.reshape(-1) for g in torch.autograd.grad(ce, params)])
+    assert torch.allclose(t["total"], ref, atol=1e-12)
+    # inside the segment the four-term sum is only first order: it differs from the gradient
+    assert (t["usual"] + t["cross"] - t["total"]).norm() > 1e-6 * t["total"].norm()
+    # at λ = 1 the mixed point is x1 itself: the sum is exact and the cross terms vanish
+    one = manifold.gradient_terms(feat, head, x1, x2, y1, y2, torch.ones(6, dtype=torch.float64), loss="cross_entropy")
+    assert torch.allclose(one["usual"] + one["cross"], one["total"], atol=1e-12)
+    assert one["cross"].abs().max() == 0
+
+
+def test_gradient_terms_refuses_unknown_loss():
+    feat, head, x1, x2, y1, y2 = _ce_setup()
+    with pytest.raises(ValueError, match="loss"):
+        manifold.gradient_terms(feat, head, x1, x2, y1, y2, 0.5, loss="hinge")
