@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,19 +129,11 @@ def test_nbval(path: Path):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
-def test_book_builds_from_committed_outputs(tmp_path: Path):
-    """jupyter-book build with execution off, warnings as errors, nitpicky."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "off"
-    cfg = tmp_path / "_config.yml"
-    cfg.write_text(yaml.safe_dump(config, allow_unicode=True))
-    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    proc = subprocess.run(
-        [jb, "build", str(ROOT), "--config", str(cfg), "--path-output", str(tmp_path), "-W", "-n", "--keep-going"],
-        capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    html = tmp_path / "_build" / "html"
+def test_book_builds_from_committed_outputs(built_book):
+    """jupyter-book build with execution off, warnings as errors, nitpicky (the session's
+    ``built_book`` fixture, shared with tests/test_browser.py)."""
+    assert built_book.returncode == 0, built_book.log
+    html = built_book.html
     assert (html / "book" / "intro.html").exists() or (html / "index.html").exists()
     for path in CHAPTERS:
         page = html / "book" / f"{path.stem}.html"
