@@ -46,7 +46,15 @@ def value_checks(mode: str) -> Iterator[None]:
 
 
 def check_values(t: torch.Tensor) -> bool:
-    """Whether value checks apply to ``t`` under the current mode."""
+    """Whether value checks apply to ``t`` under the current mode.
+
+    Never while ``torch.compile`` traces (``torch.compiler.is_compiling()``): a value check
+    reads tensor values on the host, which is a data-dependent graph break (an error under
+    ``fullgraph=True``). Check the inputs once in eager mode (or with
+    ``set_value_checks("always")`` outside the compiled region) when debugging a compiled step.
+    """
+    if torch.compiler.is_compiling():
+        return False
     if _value_checks == "always":
         return True
     if _value_checks == "never":
@@ -123,6 +131,50 @@ def batch(name: str, x: object) -> torch.Tensor:
     return x
 
 
+def not_boxes_or_masks(name: str, x: torch.Tensor) -> None:
+    """Refuse torchvision's ``BoundingBoxes``, ``Mask`` and ``KeyPoints`` (as ``v2.MixUp``/``CutMix`` do).
+
+    They are tensors, but a convex combination of boxes, masks or key points is not a box, a
+    mask or a set of key points. torchvision is only looked up if it is already imported (no
+    such tensor can exist otherwise).
+    """
+    import sys
+
+    tv = sys.modules.get("torchvision.tv_tensors")
+    if tv is None:
+        return
+    refused = tuple(getattr(tv, kind) for kind in ("BoundingBoxes", "Mask", "KeyPoints") if hasattr(tv, kind))
+    if isinstance(x, refused):
+        raise ValueError(
+            f"{name} is a torchvision.tv_tensors.{type(x).__name__}; mixing does not support bounding boxes, "
+            "masks or key points (as torchvision's v2.MixUp/v2.CutMix); pass the image batch only"
+        )
+
+
+IMAGE_BATCH_SHAPES = "(b, d) features, (b, C, H, W) images or (b, T, C, H, W) videos"
+
+
+def image_batch(name: str, x: object) -> torch.Tensor:
+    """The batch a mixing *transform* takes: floating, 2-D, 4-D or 5-D, not boxes or masks.
+
+    A 3-D tensor is refused: ``(3, H, W)`` is most often one unbatched image, whose channels
+    would be mixed as if they were examples. ``(b, d, r)`` embeddings and other shapes go
+    through the samplers and :meth:`mixbook.Mixing.apply`, which take any ``(b, *)``.
+    """
+    x = tensor(name, x)
+    not_boxes_or_masks(name, x)
+    x = batch(name, x)
+    if x.ndim not in (2, 4, 5):
+        hint = ""
+        if x.ndim == 3:
+            hint = (f"; a single unbatched image (C, H, W)? add the batch dimension ({name}.unsqueeze(0)); "
+                    "for (b, d, r) embeddings use a sampler and Mixing.apply, e.g. mixbook.mixup.sample(x).apply(x)")
+        elif x.ndim == 1:
+            hint = f"; for one feature a row use {name}.unsqueeze(1)"
+        raise ValueError(f"{name} must be a batch of {IMAGE_BATCH_SHAPES}, got shape {tuple(x.shape)}{hint}")
+    return x
+
+
 def same_batch(name: str, x: torch.Tensor, batch_size: int) -> None:
     if x.ndim < 1 or x.shape[0] != batch_size:
         got = x.shape[0] if x.ndim else "a scalar"
@@ -142,12 +194,28 @@ def same_device(name: str, x: torch.Tensor, device: torch.device) -> None:
         raise ValueError(f"{name} is on {x.device} but expected {device} (where the mixing / logits live); move one of them")
 
 
+def constant_under_compile(fn):  # type: ignore[no-untyped-def]
+    """Mark ``fn`` as ``torch.compiler.assume_constant_result`` does: Dynamo calls it once at trace
+    time (for real) and bakes its result into the graph, guarding on the identity of object
+    arguments. It sets exactly this attribute; setting it here keeps ``import mixbook`` from
+    importing ``torch._dynamo`` (1-2 s) for people who never compile."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@constant_under_compile
+def _generator_device(gen: torch.Generator) -> str:
+    """``str(gen.device)``, evaluated once at trace time under ``torch.compile`` (a generator's
+    attributes cannot be traced; Dynamo guards on the generator's identity instead)."""
+    return str(gen.device)
+
+
 def generator(gen: object, device: torch.device) -> torch.Generator | None:
     if gen is None:
         return None
     if not isinstance(gen, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(gen).__name__}")
-    gdev = torch.device(gen.device)
+    gdev = torch.device(_generator_device(gen))
     if gdev.type != device.type or (
         gdev.index is not None and device.index is not None and gdev.index != device.index
     ):

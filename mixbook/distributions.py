@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks
+from . import _checks, _random
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -56,12 +56,12 @@ def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = N
     a = concentration
     if boost is None:
         small = a < 1
-        g = torch._standard_gamma(torch.where(small, a + 1, a), generator=generator)
-        u = torch.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+        g = _random.standard_gamma(torch.where(small, a + 1, a), generator)
+        u = _random.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)
         u = u.clamp_min_(torch.finfo(a.dtype).tiny)
         return g.log() + torch.where(small, u.log() / a, torch.zeros_like(a))
-    g = torch._standard_gamma(a + 1 if boost else a, generator=generator)
-    u = torch.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)  # drawn either way: same stream
+    g = _random.standard_gamma(a + 1 if boost else a, generator)
+    u = _random.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)  # drawn either way: same stream
     lg = g.log() if g.requires_grad else g.log_()  # _standard_gamma's backward keeps its output
     if boost:
         lg += u.clamp_min_(torch.finfo(a.dtype).tiny).log_().div_(a)
@@ -116,7 +116,7 @@ def dirichlet(
     _checks.generator(generator, device)
     work = _work_dtype(dtype)
     if alpha == 1.0:
-        e = torch.empty(tuple(shape), device=device, dtype=work).exponential_(generator=generator)
+        e = _random.exponential(tuple(shape), device=device, dtype=work, generator=generator)
         return torch.softmax(e.clamp_min_(torch.finfo(work).tiny).log_(), dim=-1).to(dtype)
     conc = torch.full(tuple(shape), alpha, device=device, dtype=work)
     return torch.softmax(log_gamma(conc, generator, boost=alpha < 1), dim=-1).to(dtype)

@@ -91,6 +91,10 @@ def pairwise(x: torch.Tensor, source: torch.Tensor, partner: torch.Tensor, lam: 
         not checked here (:meth:`mixbook.Mixing.apply` checks them).
     """
     global _compile_failed
+    if torch.compiler.is_compiling():
+        # Inside the caller's torch.compile: the enclosing graph fuses the out-of-place lerp
+        # itself (a nested compile, or the in-place eager kernel, would only get in its way).
+        return _kernel(x, source, partner, lam)
     if uses_compiled(x.device):
         if _backend == "compiled":
             return _compiled()(x, source, partner, lam)

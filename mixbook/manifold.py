@@ -103,6 +103,9 @@ class ManifoldMixup:
           the embedding). In ``SmallCNN`` they are ``"features.1"``, ``"features.3"``,
           ``"features.4"`` (after max-pooling) and ``"features.6"`` (≡ ``"features"``: average
           pooling and flattening are linear too).
+        * A compiled model (``torch.compile(model)``, ``model.compile()``, or a compiled parent
+          of a candidate layer) is refused with ``TypeError``: its graph would not run the
+          mixing hook (:func:`check_not_compiled`).
         * Layers before the chosen one see the *unmixed* batch (BatchNorm statistics
           included), as in the paper. The hook is appended after the module's existing hooks.
         * No host synchronisation: the layer is chosen on the host, λ and partners are sampled
@@ -124,6 +127,8 @@ class ManifoldMixup:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.layers = check_layers(model, layers)
+        for name in self.layers:
+            check_not_compiled(model, name)
         self._modules = {name: model.get_submodule(name) for name in self.layers if name != INPUT}
         self.alpha = _checks.positive_float("alpha", alpha)
         self.per_sample = _checks.boolean("per_sample", per_sample)
@@ -249,6 +254,7 @@ def transform_at(
     if module is None:
         (layer,) = check_layers(model, [layer])
         module = model.get_submodule(layer)
+    check_not_compiled(model, layer)
     calls = 0
 
     def hook(mod: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
@@ -282,9 +288,42 @@ def transform_at(
     if calls == 0:
         raise RuntimeError(
             f"manifold mixup: layer {layer!r} ({type(module).__name__}) was never called by "
-            f"{type(model).__name__}.forward, so nothing was mixed; choose a module that runs"
+            f"{type(model).__name__}.forward, so nothing was mixed; choose a module that runs (if the model "
+            f"is run through torch.compile, its forward hooks do not run: pass the uncompiled model)"
         )
     return out
+
+
+def check_not_compiled(model: nn.Module, layer: str = "") -> None:
+    """Refuse a compiled model, or a compiled module on the path to ``layer``.
+
+    Manifold mixup (and every hidden-layer method) mixes through a forward hook registered for
+    one call. A model returned by ``torch.compile(model)``, or one on which
+    ``module.compile()`` was called (itself or a parent of ``layer``), runs a compiled graph
+    that does not call hooks added after it was traced: the mixing would silently not happen.
+
+    Raises:
+        TypeError: naming the compiled module and what to pass instead.
+    """
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    if layer == INPUT:
+        return  # input mixup mixes before the model runs: no hook
+    parts = layer.split(".") if layer else []
+    for i in range(len(parts) + 1):
+        path = ".".join(parts[:i])
+        try:
+            mod = model.get_submodule(path)
+        except AttributeError:
+            return  # check_layers reports bad paths
+        if isinstance(mod, OptimizedModule) or getattr(mod, "_compiled_call_impl", None) is not None:
+            where = "model" if not path else f"module {path!r} of the model"
+            orig = " (model._orig_mod for torch.compile(model))" if isinstance(mod, OptimizedModule) and not path else ""
+            raise TypeError(
+                f"manifold mixup: the {where} is compiled (torch.compile / nn.Module.compile); its compiled graph "
+                f"does not run the forward hook that mixes layer {layer!r}, so nothing would be mixed. "
+                f"Pass the uncompiled module{orig}: hidden-layer mixing needs eager forward hooks"
+            )
 
 
 def check_layers(model: nn.Module, layers: object) -> tuple[str, ...]:

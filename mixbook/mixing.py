@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import _checks, fused
+from . import _checks, _random, fused
 from .losses import _one_hot
 
 
@@ -161,6 +161,8 @@ class Mixing:
             dtype (rounded to it for fp16/bf16: relative error ≤ 2^-8 for bf16) by a lerp
             whose internal arithmetic is at least float32.
         """
+        _checks.tensor("x", x)
+        _checks.not_boxes_or_masks("x", x)
         x = _checks.batch("x", x)
         self._check_batch("x", x)
         if self.partner_size is None:
@@ -223,23 +225,75 @@ class Mixing:
         return f"Mixing({form}, n={self.num_outputs}, b={self.batch_size}{extra}, device={self.device})"
 
 
+def _worker_info() -> object:
+    """``torch.utils.data.get_worker_info()``; read from its module global while ``torch.compile``
+    traces (Dynamo refuses to trace ``get_worker_info`` itself, a graph break)."""
+    if torch.compiler.is_compiling():
+        from torch.utils.data._utils import worker
+
+        return getattr(worker, "_worker_info", None)
+    return torch.utils.data.get_worker_info()
+
+
 class MixingTransform(nn.Module):
     """Base of the batch transforms ``(x, y) -> (mixed x, soft targets)`` (``MixUp``, ``ZetaMixup``).
 
-    A subclass sets ``num_classes`` and ``smoothing`` and implements :meth:`sample`, which
-    draws the :class:`Mixing` for a batch; :meth:`forward` validates the batch, applies the
-    mixing to ``x`` and mixes the (smoothed) one-hot labels with the same matrix.
+    A subclass sets ``num_classes``, ``smoothing`` and ``generator`` and implements
+    :meth:`sample`, which draws the :class:`Mixing` for a batch from :meth:`stream`;
+    :meth:`forward` validates the batch, applies the mixing to ``x`` and mixes the (smoothed)
+    one-hot labels with the same matrix.
+
+    **DataLoader workers.** As a ``collate_fn`` with ``num_workers > 0``, every worker holds a
+    copy of the transform, and so a copy of one generator state: they would all draw the same
+    λ and partners, epoch after epoch. Inside a worker the transform therefore draws from a
+    stream of its own, seeded from the generator's state and the worker's seed
+    (``torch.utils.data.get_worker_info().seed``, which the DataLoader derives from its own
+    ``generator``, or torch's global seed, at the start of every epoch's iterator, plus the
+    worker id): different across workers and epochs, reproducible for the same DataLoader
+    seeding (see :func:`mixbook._random.worker_generator`). With ``persistent_workers`` the
+    worker keeps its stream across epochs. Without a generator, draws come from torch's global
+    RNG, which the DataLoader already seeds per worker. The main process is unaffected.
     """
 
     num_classes: int
     smoothing: float
+    generator: torch.Generator | None = None
+
+    def stream(self) -> torch.Generator | None:
+        """The generator this call draws from: ``generator``, or its per-worker stream in a DataLoader worker."""
+        gen = self.generator
+        if gen is None:
+            return None
+        info = _worker_info()
+        if info is None:
+            return gen
+        key = (info.id, info.seed)
+        cached = self.__dict__.get("_worker_stream")
+        if cached is None or cached[0] != key:
+            cached = (key, _random.worker_generator(gen, info.seed))
+            self.__dict__["_worker_stream"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state.pop("_worker_stream", None)  # a worker's stream is never shipped to another process
+        return state
 
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix ``x`` ``(b, *)`` (floating) and labels ``y`` ``(b,)``; returns ``(n, *)`` and ``(n, C)``."""
-        x = _checks.batch("x", x)
+        """Mix a batch and its labels; returns ``(n, *)`` inputs and ``(n, C)`` soft targets.
+
+        Args:
+            x: floating batch of ``(b, d)`` features, ``(b, C, H, W)`` images or
+                ``(b, T, C, H, W)`` videos. An unbatched ``(C, H, W)`` image (any 3-D tensor),
+                1-D tensors and torchvision ``BoundingBoxes``/``Mask``/``KeyPoints`` are
+                refused with ``ValueError``.
+            y: ``(b,)`` integer labels in ``[0, num_classes)``.
+        """
+        x = _checks.image_batch("x", x)
         _checks.labels("y", y, self.num_classes)
         _checks.same_batch("y", y, x.shape[0])
         m = self.sample(x, y)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks
+from . import _checks, _random
 from .distributions import beta
 from .mixing import Mixing, MixingTransform
 
@@ -49,7 +49,7 @@ def pair(
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
     if pairing == "random":
-        return torch.randperm(b, device=device, generator=generator)
+        return _random.randperm(b, device=device, generator=generator)
     if pairing == "flip":
         return torch.arange(b - 1, -1, -1, device=device)
     if pairing == "roll":
@@ -77,7 +77,7 @@ def _class_partner(y: torch.Tensor, *, same: bool, generator: torch.Generator | 
     end = torch.searchsorted(ys, ys, right=True)
     count = end - start
     pos = torch.arange(b, device=y.device)
-    u = torch.rand(b, device=y.device, generator=generator)
+    u = _random.rand((b,), device=y.device, generator=generator)
     if same:
         n_allowed = count - 1
         r = (u * n_allowed).long().clamp_max_(torch.clamp(n_allowed - 1, min=0))
@@ -172,7 +172,7 @@ class MixUp(MixingTransform):
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
         """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
         return sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
-                      pairing=self.pairing, generator=self.generator)
+                      pairing=self.pairing, generator=self.stream())
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, num_classes={self.num_classes}, per_sample={self.per_sample}, "

@@ -178,7 +178,7 @@ class MultiMix(MixingTransform):
 
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
         """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
-        return sample(x, y, n=self.n, alpha=self.alpha, generator=self.generator)
+        return sample(x, y, n=self.n, alpha=self.alpha, generator=self.stream())
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, num_classes={self.num_classes}, n={self.n}, smoothing={self.smoothing}"

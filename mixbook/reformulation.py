@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks
+from . import _checks, _random
 from .distributions import beta
 from .mixing import Mixing
 
@@ -63,7 +63,7 @@ def sample(
     _checks.generator(generator, x.device)
     b = x.shape[0]
     if partners is None:
-        partner = torch.randperm(b, device=x.device, generator=generator)
+        partner = _random.randperm(b, device=x.device, generator=generator)
         size = None
     else:
         partners = _checks.non_empty("partners", partners)
@@ -71,7 +71,7 @@ def sample(
         if partners.shape[1:] != x.shape[1:]:
             raise ValueError(f"partners must have x's trailing shape {tuple(x.shape[1:])}, got {tuple(partners.shape[1:])}")
         size = partners.shape[0]
-        partner = torch.randint(size, (b,), device=x.device, generator=generator)
+        partner = _random.randint(size, (b,), device=x.device, generator=generator)
     lam_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     lam = beta(alpha + 1, alpha, (b if per_sample else 1,), device=x.device, dtype=lam_dtype, generator=generator)
     return Mixing(batch_size=b, partner=partner, lam=lam.expand(b), partner_size=size)
@@ -88,13 +88,16 @@ def mix(
     """Mixed inputs and the *integer* labels of the kept examples: train with plain ``cross_entropy``.
 
     Args:
-        x: ``(b, *)`` floating batch; y: ``(b,)`` integer labels.
+        x: ``(b, *)`` floating batch (torchvision boxes, masks and key points are refused);
+            y: ``(b,)`` integer labels.
         alpha: α > 0; λ ~ Beta(α + 1, α) per example.
         partners: optional ``(m, *)`` unlabelled partner batch (see :func:`sample`).
 
     Returns:
         ``(b, *)`` mixed inputs and ``y`` itself (the kept labels).
     """
+    _checks.tensor("x", x)
+    _checks.not_boxes_or_masks("x", x)
     x = _checks.batch("x", x)
     _checks.labels("y", y)
     _checks.same_batch("y", y, x.shape[0])

@@ -559,6 +559,24 @@ def optimizer_and_schedule(params, optimizer: str, lr: float, weight_decay: floa
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
 
 
+def _single_process(name: str, model: object) -> None:
+    """Refuse a DistributedDataParallel model or an initialised process group: ``name`` is single-process.
+
+    Under DDP every rank would train on the whole training set in the same order (``fit`` has
+    no distributed sampler), so the "distributed" run silently repeats one run per rank.
+    """
+    todo = ("Run it in one process on an unwrapped model, or write the loop yourself with a "
+            "DistributedSampler (distributed training in fit is planned, not implemented)")
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        raise TypeError(f"model is wrapped in torch.nn.parallel.DistributedDataParallel, but {name} is single-process: "
+                        f"every rank would train on the whole data set in the same order. Pass model.module. {todo}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise RuntimeError(f"a torch.distributed process group is initialised (world size "
+                           f"{torch.distributed.get_world_size()}), but {name} is single-process: every rank would "
+                           f"train on the whole data set in the same order. {todo}; or call "
+                           "torch.distributed.destroy_process_group() first if the group is not meant for this run")
+
+
 def fit(
     model: nn.Module,
     data: Split,
@@ -601,7 +619,14 @@ def fit(
 
     Returns:
         A :class:`History`.
+
+    Raises:
+        TypeError: ``model`` is wrapped in ``DistributedDataParallel``.
+        RuntimeError: a ``torch.distributed`` process group is initialised. ``fit`` is
+            single-process: it has no distributed sampler, so every rank would train on the
+            whole set in the same order.
     """
+    _single_process("fit", model)
     if not isinstance(data, Split):
         raise TypeError(f"data must be a mixbook.data.Split, got {type(data).__name__}")
     method_obj = make_method(method) if isinstance(method, str) else method

@@ -47,7 +47,7 @@ import math
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, _random
 from .mixing import Mixing, MixingTransform
 
 __all__ = ["pseries", "weights", "sample", "ZetaMixup", "dominance_sum", "dominance_threshold",
@@ -160,7 +160,7 @@ def weights(
     else:
         dom = _dominant(dominant, n, b, device)
     _checks.generator(generator, device)
-    keys = torch.rand(n, b, device=device, dtype=torch.float64, generator=generator)
+    keys = _random.rand((n, b), device=device, dtype=torch.float64, generator=generator)
     keys.scatter_(1, dom[:, None], -1.0)  # the dominant input sorts first
     order = keys.argsort(dim=1)
     series = pseries(b, gamma, device=device, dtype=dtype)
@@ -241,7 +241,7 @@ class ZetaMixup(MixingTransform):
 
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
         """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
-        return sample(x, y, gamma=self.gamma, n=self.n, generator=self.generator)
+        return sample(x, y, gamma=self.gamma, n=self.n, generator=self.stream())
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, num_classes={self.num_classes}, n={self.n}, smoothing={self.smoothing}"
