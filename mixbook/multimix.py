@@ -21,15 +21,21 @@ row tends to the uniform average ``1/b``). The marginal of one entry is Beta(α,
 **Dense MultiMix.** For a feature map with ``r = h·w`` spatial positions, the paper mixes every
 position ``j`` separately, re-weighting the examples by an attention map ``a^j ∈ R^b`` (the
 class activation map of each example's own label, :func:`cam_attention`):
-``M^j = diag(a^j) Λ``, with each *column* of ``M^j`` normalised to sum to 1. In the row
-convention of mixbook this is (:func:`dense_weights`)
+the interpolation factors are drawn *per position* (the paper's Figure 2: "interpolation vectors
+λ, (1 − λ) ∈ R^9" for a 3 × 3 map), multiplied element-wise by the attention and ℓ1-normalised
+per position: ``M^j = diag(a^j) Λ^j`` with each *column* of ``M^j`` normalised to sum to 1. In
+the row convention of mixbook this is (:func:`dense_weights` with a ``(r, n, b)`` base)
 
-    W^j[k, i] = W[k, i] a[i, j] / Σ_i' W[k, i'] a[i', j],
+    W^j[k, i] = Λ^j[k, i] a[i, j] / Σ_i' Λ^j[k, i'] a[i', j],
 
 so each row of each ``W^j`` sums to 1; :func:`apply_dense` computes
-``out[k, :, j] = Σ_i W^j[k, i] features[i, :, j]`` for all ``j`` with one ``einsum``. Targets
-are not spatial: the paper mixes them with the position-averaged weights
-``W̄ = (1/r) Σ_j W^j`` (:func:`dense_targets`), which is again row-stochastic.
+``out[k, :, j] = Σ_i W^j[k, i] features[i, :, j]`` for all ``j`` with one ``einsum``. Each
+position inherits its own mixed target ``Ỹ^j = W^j Y`` (``dense_targets(..., per_position=True)``,
+``(r, n, C)``) and the loss is applied densely, over the ``n·r`` (output, position) terms
+(:class:`mixbook.train.DenseMultiMixMethod`). mixbook also keeps a *pooled* variant, used before
+the published form was implemented: one base ``W`` ``(n, b)`` shared by every position, and
+targets mixed with the position-averaged weights ``W̄ = (1/r) Σ_j W^j`` (row-stochastic), scored
+after global pooling (``"dense_multimix_pooled"``).
 
 If ``Σ_i W[k, i] a[i, j] = 0`` (the attention at position ``j`` is zero on every example that
 row ``k`` mixes) the re-weighting is undefined; that row falls back to the unweighted row
@@ -188,14 +194,17 @@ class MultiMix(MixingTransform):
 def dense_weights(base: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
     """Per-position weights ``W^j`` ``(r, n, b)`` of dense MultiMix.
 
-    ``W^j[k, i] = W[k, i] a[i, j] / Σ_i' W[k, i'] a[i', j]``: the base mixing re-weighted by
-    the attention of each example at position ``j`` and renormalised so that every row sums to
-    1 (the paper's ``M^j = diag(a^j) Λ`` with column normalisation, transposed). A row whose
-    re-weighted sum is 0 falls back to the unweighted ``W[k]`` at that position. Attention of
-    all ones (or any attention constant over examples) gives back ``W`` at every position.
+    ``W^j[k, i] = Λ^j[k, i] a[i, j] / Σ_i' Λ^j[k, i'] a[i', j]``: the base mixing of position
+    ``j`` re-weighted by the attention of each example at ``j`` and renormalised so that every
+    row sums to 1 (the paper's ``M^j = diag(a^j) Λ^j`` with column normalisation, transposed).
+    The base is one matrix per position (the published form, ``(r, n, b)``) or one matrix shared
+    by every position (``(n, b)``, the pooled variant). A row whose re-weighted sum is 0 falls
+    back to the unweighted base row at that position. Attention of all ones (or any attention
+    constant over examples) gives back the base at every position.
 
     Args:
-        base: ``(n, b)`` row-stochastic weights, e.g. :func:`weights` or ``Mixing.dense()``.
+        base: ``(r, n, b)`` or ``(n, b)`` row-stochastic weights, e.g.
+            ``weights(b, r * n, α).reshape(r, n, b)`` or :func:`weights`.
         attention: ``(b, r)`` non-negative, finite attention of each example at each of ``r``
             positions (e.g. :func:`cam_attention`), on ``base``'s device. Values are checked on
             the CPU only (see :mod:`mixbook._checks`).
@@ -203,25 +212,29 @@ def dense_weights(base: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(r, n, b)`` tensor in the promoted dtype of ``base`` and ``attention``.
     """
-    base = _floating("base", base, 2, "(n, b)")
+    base = _floating("base", base, (2, 3), "(r, n, b) or (n, b)")
     attention = _floating("attention", attention, 2, "(b, r)")
-    n, b = base.shape
+    n, b = base.shape[-2:]
     if attention.shape[0] != b:
-        raise ValueError(f"attention must have shape (b, r) = ({b}, r) to match base (n, b) = {tuple(base.shape)}, "
+        raise ValueError(f"attention must have shape (b, r) = ({b}, r) to match base (…, n, b) = {tuple(base.shape)}, "
+                         f"got {tuple(attention.shape)}")
+    if base.ndim == 3 and base.shape[0] != attention.shape[1]:
+        raise ValueError(f"base of shape (r, n, b) = {tuple(base.shape)} needs attention (b, r) with r = {base.shape[0]}, "
                          f"got {tuple(attention.shape)}")
     _checks.same_device("attention", attention, base.device)
     if _checks.check_values(attention):
         if not bool(torch.isfinite(attention).all()) or bool((attention < 0).any()):
             raise ValueError("attention must be finite and non-negative")
     if _checks.check_values(base):
-        _checks.soft_targets("base", base.detach())
+        _checks.soft_targets("base", base.detach().reshape(-1, b))
     dtype = torch.promote_types(base.dtype, attention.dtype)
     w = base.to(dtype)
-    num = w.unsqueeze(0) * attention.to(dtype).t().unsqueeze(1)  # (r, n, b): W[k, i] a[i, j]
+    w = w.unsqueeze(0) if w.ndim == 2 else w                     # (1 or r, n, b)
+    num = w * attention.to(dtype).t().unsqueeze(1)               # (r, n, b): Λ^j[k, i] a[i, j]
     den = num.sum(dim=-1, keepdim=True)                         # (r, n, 1)
     ok = den > 0
     # The safe denominator keeps NaN out of the unused branch (and out of gradients).
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), w.unsqueeze(0))
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), w.expand_as(num))
 
 
 def _dense_mixing(name: str, w: object, b: int, r: int | None, device: torch.device) -> torch.Tensor:
@@ -253,21 +266,27 @@ def apply_dense(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return out.reshape(w.shape[1], c, *spatial)
 
 
-def dense_targets(y_soft: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Targets of dense MultiMix: ``W̄ Y`` with the position average ``W̄ = (1/r) Σ_j W^j``.
+def dense_targets(y_soft: torch.Tensor, weights: torch.Tensor, per_position: bool = False) -> torch.Tensor:
+    """Targets of dense MultiMix: ``Ỹ^j = W^j Y`` per position, or ``W̄ Y`` with ``W̄ = (1/r) Σ_j W^j``.
 
     Args:
         y_soft: ``(b, C)`` soft targets (rows non-negative, summing to 1; checked on the CPU),
             e.g. ``mixbook.losses.one_hot(y, C, smoothing)``.
         weights: ``(r, n, b)`` per-position weights from :func:`dense_weights`.
+        per_position: ``True``: every position its own target (the published form, eq. 13 of
+            the paper); ``False``: one target per output from the position-averaged weights
+            (the pooled variant).
 
     Returns:
-        ``(n, C)`` soft targets of ``y_soft``'s dtype, rows summing to 1.
+        ``(r, n, C)`` (``per_position``) or ``(n, C)`` soft targets of ``y_soft``'s dtype, each
+        row summing to 1.
     """
     y = _floating("y_soft", y_soft, 2, "(b, C)")
     _checks.soft_targets("y_soft", y.detach())
-    w = _dense_mixing("weights", weights, y.shape[0], None, y.device)
-    return w.to(y.dtype).mean(dim=0) @ y
+    w = _dense_mixing("weights", weights, y.shape[0], None, y.device).to(y.dtype)
+    if _checks.boolean("per_position", per_position):
+        return torch.einsum("jki,ic->jkc", w, y)
+    return w.mean(dim=0) @ y
 
 
 def cam_attention(features: torch.Tensor, head_weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

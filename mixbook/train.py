@@ -317,19 +317,27 @@ def _clean_plus_mixed(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tens
     return mixed if b == 0 else F.cross_entropy(logits[:b], y) + mixed
 
 
-@register("dense_multimix")
 class DenseMultiMixMethod:
     """Dense MultiMix (Venkataramanan et al. 2023): MultiMix per spatial position, CAM-weighted.
 
     At the feature map ``F`` ``(b, c, h, w)`` output by ``layer`` (the last one before global
-    average pooling and the linear ``head``), every position ``j`` is mixed with its own
-    weights ``W^j = normalise(W · diag(a_j))`` (:func:`mixbook.multimix.dense_weights`), where
-    ``W`` ``(n, b)`` has Dirichlet(α) rows and ``a`` ``(b, h·w)`` is each example's class
-    activation map for its own label (:func:`mixbook.multimix.cam_attention`, from the current
-    ``head`` weights, not trained through). The targets are ``W̄·onehot(y)`` with ``W̄`` the
-    position average (:func:`mixbook.multimix.dense_targets`); the loss is soft-target CE over
-    the ``n`` outputs, plus (with ``clean``) the cross-entropy of the ``b`` unmixed rows, as in
-    :class:`MultiMixMethod`.
+    average pooling and the linear ``head``), every position ``j`` of ``r = h·w`` is mixed with
+    its own weights ``W^j = normalise(Λ^j · diag(a_j))`` (:func:`mixbook.multimix.dense_weights`),
+    where ``a`` ``(b, r)`` is each example's class activation map for its own label
+    (:func:`mixbook.multimix.cam_attention`, from the current ``head`` weights, not trained
+    through).
+
+    ``per_position=True`` (registered as ``"dense_multimix"``) is the published form: a separate
+    Dirichlet(α) base ``Λ^j`` ``(n, b)`` per position, each position its own mixed target
+    ``Ỹ^j = W^j Y`` (:func:`mixbook.multimix.dense_targets` with ``per_position=True``), and the
+    dense loss: the linear head applied at every position of the mixed map (as a 1 × 1
+    convolution with the head's weights), soft-target cross-entropy averaged over the ``n·r``
+    (output, position) terms. ``per_position=False`` (``"dense_multimix_pooled"``) is the pooled
+    variant: one base ``W`` shared by every position, targets from the position-averaged weights,
+    and the loss on the model's own (globally pooled) logits of the ``n`` outputs.
+
+    With ``clean`` (mixbook's default, see chapter 5: without it accuracy falls) the
+    cross-entropy of the ``b`` unmixed rows is added, as in :class:`MultiMixMethod`.
 
     Args:
         layer: module path of the last spatial feature map, e.g. ``"features.6"`` for
@@ -339,10 +347,11 @@ class DenseMultiMixMethod:
         n: outputs per batch (``None``: the batch size).
         head: module path of the linear classifier (``nn.Linear``) whose weight gives the CAM.
         clean: add the cross-entropy of the unmixed batch.
+        per_position: the published form (``True``) or the pooled variant.
     """
 
     def __init__(self, layer: str, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
-                 head: str = "head", clean: bool = True) -> None:
+                 head: str = "head", clean: bool = True, per_position: bool = True) -> None:
         for name, value in (("layer", layer), ("head", head)):
             if not isinstance(value, str) or value == manifold.INPUT:
                 raise TypeError(f"{name} must be a module path (str) of the model, got {value!r}")
@@ -350,6 +359,7 @@ class DenseMultiMixMethod:
         self.alpha = _checks.positive_float("alpha", alpha)
         self.n = None if n is None else _checks.positive_int("n", n)
         self.clean = _checks.boolean("clean", clean)
+        self.per_position = _checks.boolean("per_position", per_position)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
              generator: torch.Generator) -> torch.Tensor:
@@ -360,24 +370,59 @@ class DenseMultiMixMethod:
                             f"got {type(head).__name__}")
         b = x.shape[0]
         n = b if self.n is None else self.n
-        targets: list[torch.Tensor] = []
+        stash: dict[str, torch.Tensor] = {}
 
-        def mix(features: torch.Tensor) -> torch.Tensor:
+        def mixed(features: torch.Tensor) -> torch.Tensor:
             if features.ndim != 4:
                 raise TypeError(f"dense MultiMix: layer {self.layer!r} must output a (b, c, h, w) feature map, "
                                 f"got shape {tuple(features.shape)}")
-            base = multimix.weights(b, n, self.alpha, device=features.device, dtype=torch.float32,
-                                    generator=generator)
+            r = features.shape[2] * features.shape[3]
+            if self.per_position:
+                base = multimix.weights(b, r * n, self.alpha, device=features.device, dtype=torch.float32,
+                                        generator=generator).reshape(r, n, b)
+            else:
+                base = multimix.weights(b, n, self.alpha, device=features.device, dtype=torch.float32,
+                                        generator=generator)
             w = multimix.dense_weights(base, multimix.cam_attention(features, head.weight, y))  # checks y
-            targets.append(multimix.dense_targets(_one_hot(y, num_classes, 0.0, torch.float32), w))
+            stash["targets"] = multimix.dense_targets(_one_hot(y, num_classes, 0.0, torch.float32), w,
+                                                      per_position=self.per_position)
             return multimix.apply_dense(features, w)
 
-        logits = manifold.transform_at(model, x, self.layer, _with_clean(mix) if self.clean else mix, batch_size=b)
-        return _clean_plus_mixed(logits, y, targets[0], b if self.clean else 0)
+        if not self.per_position:
+            logits = manifold.transform_at(model, x, self.layer, _with_clean(mixed) if self.clean else mixed,
+                                           batch_size=b)
+            return _clean_plus_mixed(logits, y, stash["targets"], b if self.clean else 0)
+
+        def keep(features: torch.Tensor) -> torch.Tensor:   # the model goes on with the clean rows
+            stash["map"] = mixed(features)
+            return features
+
+        clean_logits = manifold.transform_at(model, x, self.layer, keep, batch_size=b)
+        z = stash["map"].flatten(2)                                            # (n, c, r)
+        dense = torch.einsum("ncr,kc->nkr", z, head.weight.to(z.dtype))        # (n, C, r)
+        if head.bias is not None:
+            dense = dense + head.bias.to(z.dtype)[None, :, None]
+        targets = stash["targets"].permute(1, 2, 0).to(dense.dtype)            # (r, n, C) -> (n, C, r)
+        mixed_loss = -(targets * torch.log_softmax(dense, dim=1)).sum(1).mean()
+        return mixed_loss + F.cross_entropy(clean_logits, y) if self.clean else mixed_loss
 
     def __repr__(self) -> str:
-        return (f"DenseMultiMix(layer={self.layer!r}, alpha={self.alpha}, n={self.n}, head={self.head!r}, "
-                f"clean={self.clean})")
+        name = "DenseMultiMix" if self.per_position else "DenseMultiMixPooled"
+        return f"{name}(layer={self.layer!r}, alpha={self.alpha}, n={self.n}, head={self.head!r}, clean={self.clean})"
+
+
+@register("dense_multimix")
+def dense_multimix(layer: str, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None, head: str = "head",
+                   clean: bool = True) -> DenseMultiMixMethod:
+    """Dense MultiMix as published: a base per position, per-position targets, the dense loss."""
+    return DenseMultiMixMethod(layer, alpha, n, head, clean, per_position=True)
+
+
+@register("dense_multimix_pooled")
+def dense_multimix_pooled(layer: str, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
+                          head: str = "head", clean: bool = True) -> DenseMultiMixMethod:
+    """The pooled variant of dense MultiMix: one base shared by all positions, the loss after pooling."""
+    return DenseMultiMixMethod(layer, alpha, n, head, clean, per_position=False)
 
 
 @register("cutmix")

@@ -350,7 +350,7 @@ def test_dense_bad_arguments():
         multimix.dense_weights(base, att[:, 0])
     with pytest.raises(TypeError, match="attention must be a floating-point"):
         multimix.dense_weights(base, (att > 0.5).long())
-    with pytest.raises(ValueError, match=r"base must have shape \(n, b\)"):
+    with pytest.raises(ValueError, match=r"base must have shape \(r, n, b\) or \(n, b\)"):
         multimix.dense_weights(base[0], att)
     with pytest.raises(ValueError, match="base rows must sum to 1"):
         multimix.dense_weights(base * 2, att)

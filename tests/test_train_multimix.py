@@ -76,12 +76,59 @@ def test_multimix_method_bad_layer(images):
 
 
 # ---------------------------------------------------------------------- dense MultiMix
-def test_dense_multimix_method_is_cam_weighted_multimix_at_the_feature_map(images):
+def test_dense_multimix_as_published_equals_a_loop_over_positions(images):
+    """Per position j (paper's column convention): M^j = diag(a^j) Λ^j, columns ℓ1-normalised;
+    z̃^j = Z^j M^j, Ỹ^j = Y M^j; the head at every position; CE averaged over the n·r terms."""
     x, y = images
     before = x.clone()
     torch.manual_seed(0)
     model = models.SmallCNN(1, 3, width=4)
-    method = train.make_method("dense_multimix", layer="features.6", n=20, alpha=0.5, clean=False)
+    n, b = 5, x.shape[0]
+    loss = train.make_method("dense_multimix", layer="features.6", n=n, alpha=0.5, clean=False).loss(model, x, y, 3, _gen(4))
+    fmap = model.features[:7](x)                                     # (b, c, h, w)
+    r = fmap.shape[2] * fmap.shape[3]
+    lam = multimix.weights(b, r * n, 0.5, dtype=torch.float32, generator=_gen(4)).reshape(r, n, b)
+    a = multimix.cam_attention(fmap, model.head.weight, y)           # (b, r)
+    Y = torch.nn.functional.one_hot(y, 3).float()                    # (b, C)
+    terms = []
+    for j in range(r):
+        M = torch.diag(a[:, j]) @ lam[j].T                           # (b, n)
+        M = M / M.sum(0, keepdim=True)
+        z = fmap.flatten(2)[:, :, j].T @ M                           # (c, n)
+        target = Y.T @ M                                             # (C, n)
+        logits = model.head.weight @ z + model.head.bias[:, None]    # (C, n)
+        terms.append(-(target * torch.log_softmax(logits, 0)).sum(0))
+    torch.testing.assert_close(loss, torch.stack(terms).mean())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert torch.equal(x, before)
+    model.zero_grad()
+    with_clean = train.make_method("dense_multimix", layer="features.6", n=n, alpha=0.5).loss(model, x, y, 3, _gen(4))
+    torch.testing.assert_close(with_clean, torch.stack(terms).mean() + torch.nn.functional.cross_entropy(model(x), y))
+
+
+def test_dense_multimix_targets_differ_per_position(images):
+    x, y = images
+    torch.manual_seed(0)
+    model = models.SmallCNN(1, 3, width=4)
+    fmap = model.features[:7](x)
+    r = fmap.shape[2] * fmap.shape[3]
+    lam = multimix.weights(x.shape[0], r * 4, 1.0, dtype=torch.float64, generator=_gen(1)).reshape(r, 4, x.shape[0])
+    w = multimix.dense_weights(lam, multimix.cam_attention(fmap.double(), model.head.weight.double(), y))
+    t = multimix.dense_targets(torch.nn.functional.one_hot(y, 3).double(), w, per_position=True)
+    assert t.shape == (r, 4, 3)
+    torch.testing.assert_close(t.sum(-1), torch.ones(r, 4, dtype=torch.float64))
+    assert (t.amax(0) - t.amin(0)).max() > 0.05                      # positions carry different targets
+    with pytest.raises(ValueError, match="r ="):
+        multimix.dense_weights(lam[:3], multimix.cam_attention(fmap.double(), model.head.weight.double(), y))
+
+
+def test_dense_multimix_pooled_is_shared_weights_scored_after_pooling(images):
+    x, y = images
+    before = x.clone()
+    torch.manual_seed(0)
+    model = models.SmallCNN(1, 3, width=4)
+    method = train.make_method("dense_multimix_pooled", layer="features.6", n=20, alpha=0.5, clean=False)
     loss = method.loss(model, x, y, 3, _gen(9))
     # by hand: the same draw, CAM from the head, per-position mixing, the rest of the network
     fmap = model.features[:7](x)
@@ -92,7 +139,7 @@ def test_dense_multimix_method_is_cam_weighted_multimix_at_the_feature_map(image
     torch.testing.assert_close(loss, want)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
-    with_clean = train.make_method("dense_multimix", layer="features.6", n=20, alpha=0.5).loss(model, x, y, 3, _gen(9))
+    with_clean = train.make_method("dense_multimix_pooled", layer="features.6", n=20, alpha=0.5).loss(model, x, y, 3, _gen(9))
     torch.testing.assert_close(with_clean, want + torch.nn.functional.cross_entropy(model(x), y))
 
 
