@@ -11,6 +11,9 @@ Public names::
     reformulation.sample / .mix     keep the first label, λ ~ Beta(α+1, α); unlabelled partners
     ZetaMixup, zeta.sample          ζ-mixup (Abhishek et al. 2024): p-series weights over the batch
     MultiMix, multimix.sample       MultiMix (Venkataramanan et al. 2023): Dirichlet mixes, n > b
+    CutMix, MixUpCutMix, cutmix.sample   CutMix (Yun et al. 2019) and timm's mixup-or-CutMix switch
+    MixCollate                      mixing at collate time in DataLoader workers, on uint8 images
+    SoftTargetCrossEntropy          the soft-target loss as a module
     soft_cross_entropy, mixed_cross_entropy, one_hot
     fit, repeat                     the training loop every chapter uses
     population.repeat               many (method, seed) runs trained at once (vectorised)
@@ -18,14 +21,16 @@ Public names::
     setup                           seeds, device, plot style
     set_value_checks                when tensor values are checked (CPU only by default)
 
-Modules: mixing, fused, distributions, mixup, reformulation, zeta, multimix, manifold, synthetic, losses,
+Modules: mixing, fused, distributions, mixup, cutmix, collate, reformulation, zeta, multimix, manifold, synthetic, losses,
 metrics, stats, data, models, train, population, results, plotting, notebook, runtime, bench.
 """
 
-from . import (data, distributions, fused, losses, manifold, metrics, mixing, mixup, models, multimix,
+from . import (collate, cutmix, data, distributions, fused, losses, manifold, metrics, mixing, mixup, models, multimix,
                notebook, plotting, population, reformulation, results, runtime, stats, synthetic, train, zeta)
 from ._checks import set_value_checks, value_checks
-from .losses import mixed_cross_entropy, one_hot, soft_cross_entropy
+from .collate import MixCollate
+from .cutmix import CutMix, MixUpCutMix
+from .losses import SoftTargetCrossEntropy, mixed_cross_entropy, one_hot, soft_cross_entropy
 from .mixing import Mixing
 from .mixup import MixUp
 from .multimix import MultiMix
@@ -45,9 +50,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "Mixing", "MixUp", "ZetaMixup", "MultiMix", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
+    "Mixing", "MixUp", "ZetaMixup", "MultiMix", "CutMix", "MixUpCutMix", "MixCollate", "SoftTargetCrossEntropy", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
     "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
-    "bench", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
+    "bench", "collate", "cutmix", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
     "fused", "manifold", "multimix", "plotting", "population", "reformulation", "results", "runtime", "stats",
     "synthetic", "train", "zeta",
 ]

@@ -17,6 +17,7 @@ hot path must not make. They therefore follow :func:`set_value_checks`:
 from __future__ import annotations
 
 import math
+import numbers
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -63,8 +64,8 @@ def check_values(t: torch.Tensor) -> bool:
 
 
 def positive_float(name: str, value: object) -> float:
-    """A finite real number > 0 (``bool`` and tensors are refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite real number > 0 (``bool`` and tensors are refused; NumPy scalars are accepted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number > 0, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or value <= 0:
@@ -73,8 +74,8 @@ def positive_float(name: str, value: object) -> float:
 
 
 def unit_interval(name: str, value: object, *, include_one: bool = False) -> float:
-    """A real number in ``[0, 1)`` (or ``[0, 1]`` with ``include_one``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A real number in ``[0, 1)`` (or ``[0, 1]`` with ``include_one``); NumPy scalars are accepted."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number in [0, 1), got {type(value).__name__}")
     value = float(value)
     upper_ok = value <= 1 if include_one else value < 1
@@ -85,8 +86,10 @@ def unit_interval(name: str, value: object, *, include_one: bool = False) -> flo
 
 
 def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An integer >= 1 (``bool`` refused; NumPy integers accepted and returned as ``int``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
+    value = int(value)
     if value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value}")
     return value
@@ -99,6 +102,9 @@ def choice(name: str, value: object, options: tuple[str, ...]) -> str:
 
 
 def boolean(name: str, value: object) -> bool:
+    """A ``bool`` (a NumPy ``bool_`` is accepted and returned as ``bool``)."""
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+        return bool(value)
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return value
@@ -173,6 +179,13 @@ def image_batch(name: str, x: object) -> torch.Tensor:
             hint = f"; for one feature a row use {name}.unsqueeze(1)"
         raise ValueError(f"{name} must be a batch of {IMAGE_BATCH_SHAPES}, got shape {tuple(x.shape)}{hint}")
     return x
+
+
+def labels_getter(value: object) -> object:
+    """``"default"`` or a callable ``sample -> labels`` (torchvision's ``labels_getter``)."""
+    if value == "default" or callable(value):
+        return value
+    raise TypeError(f"labels_getter must be 'default' or a callable sample -> labels, got {value!r}")
 
 
 def same_batch(name: str, x: torch.Tensor, batch_size: int) -> None:

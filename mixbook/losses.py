@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import _checks
 
@@ -117,11 +118,44 @@ def mixed_cross_entropy(
         lam = lam.to(logits.dtype)
     else:
         lam = _checks.unit_interval("lam", lam, include_one=True)
-    ce_a = F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
-    ce_b = F.cross_entropy(logits, y_partner, reduction="none", label_smoothing=smoothing)
+    # F.cross_entropy wants int64 class indices; int32 (or uint8) labels are widened here.
+    ce_a = F.cross_entropy(logits, y.long(), reduction="none", label_smoothing=smoothing)
+    ce_b = F.cross_entropy(logits, y_partner.long(), reduction="none", label_smoothing=smoothing)
     loss = ce_b + lam * (ce_a - ce_b)
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Loss module for mixed targets, like timm's ``SoftTargetCrossEntropy``.
+
+    ``loss(logits, target)`` is :func:`soft_cross_entropy` for ``(b, C)`` soft targets (the
+    output of every mixbook transform) and ``F.cross_entropy`` (with ``smoothing``) for ``(b,)``
+    integer labels of any integer dtype, so one criterion serves mixed and unmixed batches
+    (an evaluation step, say).
+
+    Args:
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        smoothing: label smoothing ε in ``[0, 1)`` for integer labels only (soft targets from
+            a transform are already smoothed by it).
+    """
+
+    def __init__(self, reduction: str = "mean", smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.reduction = _checks.choice("reduction", reduction, _REDUCTIONS)
+        self.smoothing = _checks.unit_interval("smoothing", smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = _checks.tensor("target", target)
+        if target.is_floating_point():
+            return soft_cross_entropy(logits, target, reduction=self.reduction)
+        logits = _check_logits(logits, target.shape[0] if target.ndim else None)
+        _checks.labels("target", target, logits.shape[1])
+        _checks.same_device("target", target, logits.device)
+        return F.cross_entropy(logits, target.long(), reduction=self.reduction, label_smoothing=self.smoothing)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, smoothing={self.smoothing}"

@@ -205,6 +205,28 @@ class ManifoldMixup:
         return transform_at(self.model, x, layer, mixing.apply, batch_size=mixing.batch_size,
                             module=module)
 
+    def state_dict(self) -> dict:
+        """The state of the draws (not the model's weights): the generator's state, the layer
+        sequence's host RNG state and :attr:`last_layer`. :meth:`load_state_dict` of it makes
+        the next calls draw exactly the same λ, partners and layers."""
+        gen = self.generator
+        return {"generator": None if gen is None else gen.get_state(),
+                "generator_device": None if gen is None else str(gen.device),
+                "layer_rng": self._rng.getstate(), "last_layer": self.last_layer, "layers": self.layers}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (the candidate layers must be the same)."""
+        if not isinstance(state, dict) or not {"generator", "layer_rng", "layers"} <= state.keys():
+            raise ValueError("state must be a dict from ManifoldMixup.state_dict()")
+        if tuple(state["layers"]) != self.layers:
+            raise ValueError(f"state was saved for layers {list(state['layers'])}, this ManifoldMixup has {list(self.layers)}")
+        if state["generator"] is not None:
+            if self.generator is None:
+                self.generator = torch.Generator(device=state.get("generator_device") or "cpu")
+            self.generator.set_state(state["generator"])
+        self._rng.setstate(state["layer_rng"])
+        self.last_layer = state.get("last_layer")
+
     def __repr__(self) -> str:
         return (f"ManifoldMixup({type(self.model).__name__}, layers={list(self.layers)}, alpha={self.alpha}, "
                 f"per_sample={self.per_sample}, pairing={self.pairing!r}, seed={self.seed})")

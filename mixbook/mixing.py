@@ -141,7 +141,19 @@ class Mixing:
         _checks.same_device(name, x, self.device)
 
     def _mix(self, x: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
-        """``W @ x`` over the first dimension of a floating tensor; output dtype = x.dtype."""
+        """``W @ x`` over the first dimension of a floating tensor; output dtype = x.dtype.
+
+        A channels_last (4-D) or channels_last_3d (5-D) ``x`` gives an output in the same memory
+        format: the mix runs on the contiguous NHWC view and the result is permuted back.
+        """
+        order = _channels_last_order(x)
+        if order is not None:
+            perm, inverse = order
+            out = self._mix_dense_order(x.permute(perm), None if partners is None else partners.permute(perm))
+            return out.permute(inverse)
+        return self._mix_dense_order(x, partners)
+
+    def _mix_dense_order(self, x: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
         if self.weights is None:
             lam = self.lam.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
             return fused.pairwise(x, x if partners is None else partners, self.partner, lam)
@@ -186,24 +198,41 @@ class Mixing:
         y: torch.Tensor,
         num_classes: int | None = None,
         smoothing: float = 0.0,
+        *,
+        multi_label: bool = False,
     ) -> torch.Tensor:
         """Mix labels: ``W @ Y`` with ``Y`` the (smoothed) one-hot or soft targets.
 
         Args:
-            y: ``(b,)`` integer labels in ``[0, num_classes)``, or ``(b, C)`` soft targets
-                whose rows are non-negative and sum to 1.
+            y: ``(b,)`` integer labels in ``[0, num_classes)`` (any integer dtype: int64,
+                int32, uint8...), or ``(b, C)`` soft targets whose rows are non-negative and sum
+                to 1; with ``multi_label=True``, ``(b, C)`` multi-hot targets with values in
+                ``[0, 1]`` (rows need not sum to 1).
             num_classes: ``C``; required for integer labels, checked against soft targets.
-            smoothing: label smoothing ε in ``[0, 1)``: ``Y ← (1 − ε) Y + ε / C``.
+            smoothing: label smoothing ε in ``[0, 1)``: ``Y ← (1 − ε) Y + ε / C``. For
+                multi-hot targets this is applied element by element, as timm smooths them
+                (on value ``1 − ε + ε/C``, off value ``ε/C``).
+            multi_label: ``y`` holds multi-hot (multi-label) targets.
 
         Returns:
             ``(n, C)`` soft targets, rows summing to 1 (float32 for integer labels, else
-            ``y``'s dtype).
+            ``y``'s dtype); for multi-hot targets the mixed per-class probabilities.
         """
         _checks.tensor("y", y)
         if self.partner_size is not None:
             raise ValueError("targets: this mixing's partners come from a separate (unlabelled) batch whose "
                              "labels it does not know; train on the kept labels y instead (see mixbook.reformulation)")
         smoothing = _checks.unit_interval("smoothing", smoothing)
+        if _checks.boolean("multi_label", multi_label) and y.ndim == 2:
+            if not y.is_floating_point():
+                y = y.float()
+            if num_classes is not None and y.shape[1] != _checks.num_classes(num_classes):
+                raise ValueError(f"y has {y.shape[1]} columns but num_classes={num_classes}")
+            if y.numel() and _checks.check_values(y) and not bool(((y >= 0) & (y <= 1)).all()):
+                raise ValueError("y as multi-hot (multi_label) targets must lie in [0, 1]")
+            self._check_batch("y", y)
+            soft = y if smoothing == 0 else y * (1 - smoothing) + smoothing / y.shape[1]
+            return self._mix(soft)
         if y.is_floating_point():
             _checks.soft_targets("y", y)
             if num_classes is not None and y.shape[1] != _checks.num_classes(num_classes):
@@ -225,6 +254,44 @@ class Mixing:
         return f"Mixing({form}, n={self.num_outputs}, b={self.batch_size}{extra}, device={self.device})"
 
 
+def _channels_last_order(x: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``(perm, inverse)`` for a channels_last 4-D or channels_last_3d 5-D tensor that is not
+    also plain contiguous (``x.permute(perm)`` is then contiguous), else ``None``."""
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return (0, 2, 3, 1), (0, 3, 1, 2)
+    if x.ndim == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return (0, 2, 3, 4, 1), (0, 4, 1, 2, 3)
+    return None
+
+
+def _tv_wrap(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Re-wrap ``out`` as torchvision's ``Image``/``Video`` when ``like`` is one (as ``v2.MixUp`` does)."""
+    import sys
+
+    tv = sys.modules.get("torchvision.tv_tensors")
+    if tv is not None and isinstance(like, (tv.Image, tv.Video)):
+        return tv.wrap(out, like=like)
+    return out
+
+
+def _default_labels(inputs: object) -> object:
+    """torchvision's default ``labels_getter``: the second element of a tuple/list, or the value
+    of the key ``"labels"`` (else ``"label"``, case-insensitive) of a dict."""
+    if isinstance(inputs, (tuple, list)):
+        if len(inputs) < 2:
+            raise ValueError("labels_getter='default': a tuple/list sample must be (images, labels, ...), "
+                             f"got {len(inputs)} element(s)")
+        return inputs[1]
+    if isinstance(inputs, dict):
+        for wanted in ("labels", "label"):
+            for key in inputs:
+                if isinstance(key, str) and key.lower() == wanted:
+                    return inputs[key]
+        raise ValueError(f"labels_getter='default' found no 'labels' or 'label' key in the sample (keys: {list(inputs)}); "
+                         "pass labels_getter=callable(sample) -> labels")
+    raise TypeError(f"a sample must be a tuple, list or dict, got {type(inputs).__name__}")
+
+
 def _worker_info() -> object:
     """``torch.utils.data.get_worker_info()``; read from its module global while ``torch.compile``
     traces (Dynamo refuses to trace ``get_worker_info`` itself, a graph break)."""
@@ -243,6 +310,11 @@ class MixingTransform(nn.Module):
     :meth:`forward` validates the batch, applies the mixing to ``x`` and mixes the (smoothed)
     one-hot labels with the same matrix.
 
+    Labels may be ``(b,)`` integers of any integer dtype, ``(b, C)`` soft or one-hot targets, or
+    (``multi_label=True``) ``(b, C)`` multi-hot targets; samples may be packed as torchvision
+    packs them (see :meth:`forward`). ``state_dict()`` holds the generator's state
+    (:meth:`get_extra_state`), so a checkpoint restores the next draws exactly.
+
     **DataLoader workers.** As a ``collate_fn`` with ``num_workers > 0``, every worker holds a
     copy of the transform, and so a copy of one generator state: they would all draw the same
     λ and partners, epoch after epoch. Inside a worker the transform therefore draws from a
@@ -258,6 +330,8 @@ class MixingTransform(nn.Module):
     num_classes: int
     smoothing: float
     generator: torch.Generator | None = None
+    multi_label: bool = False
+    labels_getter: object = "default"
 
     def stream(self) -> torch.Generator | None:
         """The generator this call draws from: ``generator``, or its per-worker stream in a DataLoader worker."""
@@ -283,18 +357,124 @@ class MixingTransform(nn.Module):
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # ------------------------------------------------------------------ checkpointing
+    def get_extra_state(self) -> dict:
+        """What ``state_dict()`` stores besides parameters: the generator's state (``None``
+        without a generator), so that loading a checkpoint reproduces the next draws exactly."""
+        gen = self.generator
+        if gen is None:
+            return {"generator": None}
+        return {"generator": gen.get_state(), "device": str(gen.device)}
+
+    def set_extra_state(self, state: object) -> None:
+        """Restore :meth:`get_extra_state` (called by ``load_state_dict``).
+
+        A transform built without a generator gets one on the checkpoint's device; a checkpoint
+        without a generator state leaves this transform's generator as it is.
+        """
+        if not isinstance(state, dict) or "generator" not in state:
+            raise ValueError("state must be the dict a mixbook transform's state_dict() stores under '_extra_state'")
+        if state["generator"] is None:
+            return
+        if self.generator is None:
+            self.generator = torch.Generator(device=state.get("device", "cpu"))
+        self.generator.set_state(state["generator"])
+        self.__dict__.pop("_worker_stream", None)
+
+    # ------------------------------------------------------------------ calling conventions
+    def _labels(self, y: object, batch_size: int) -> torch.Tensor:
+        """Check ``y``: ``(b,)`` integer labels, ``(b, C)`` soft / one-hot targets, or with
+        ``multi_label`` ``(b, C)`` multi-hot targets. Integer ``(b, C)`` targets become float32."""
+        y = _checks.tensor("y", y)
+        if y.ndim == 1:
+            _checks.labels("y", y, self.num_classes)
+        elif y.ndim == 2:
+            if y.is_complex():
+                raise TypeError(f"y as (b, C) targets must be real, got {y.dtype}")
+            if y.shape[1] != self.num_classes:
+                raise ValueError(f"y has {y.shape[1]} columns (classes) but num_classes={self.num_classes}")
+            if not y.is_floating_point():
+                y = y.float()
+        else:
+            raise ValueError(f"y must be (b,) integer labels or (b, C) soft, one-hot or multi-hot targets, "
+                             f"got shape {tuple(y.shape)}")
+        _checks.same_batch("y", y, batch_size)
+        return y
+
+    def _sampler_labels(self, y: torch.Tensor) -> torch.Tensor:
+        """The labels handed to :meth:`sample`: integer labels, or the dominant class of
+        (b, C) targets when a class-aware pairing needs labels."""
+        if y.ndim == 2 and getattr(self, "pairing", None) in ("same_class", "cross_class"):
+            return y.argmax(1)
+        return y
+
+    def _mix_batch(self, x: object, y: object,
+                   extra: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        x = _checks.image_batch("x", x)
+        y = self._labels(y, x.shape[0])
+        m = self.sample(x, self._sampler_labels(y))
+        outs = []
+        for i, other in enumerate(extra):
+            name = f"input {i}"
+            _checks.image_batch(name, other)
+            _checks.same_batch(name, other, x.shape[0])
+            outs.append(_tv_wrap(m.apply(other), other))
+        targets = m.targets(y, self.num_classes, self.smoothing, multi_label=self.multi_label)
+        return _tv_wrap(m.apply(x), x), targets, tuple(outs)
+
+    def forward(self, *inputs: object) -> object:
         """Mix a batch and its labels; returns ``(n, *)`` inputs and ``(n, C)`` soft targets.
+
+        Calling conventions (as torchvision's ``v2.MixUp``/``v2.CutMix``):
+
+        * ``t(x, y)`` → ``(x_mixed, targets)``;
+        * ``t((x, y))`` → the same, packed as the input was (tuple or list);
+        * ``t({"image": x, "labels": y, ...})`` → the dict with the labels replaced by the
+          targets and every other floating image/video batch mixed with the same mixing
+          (other values pass through). The labels are found by ``labels_getter``: ``"default"``
+          (the key ``"labels"``, else ``"label"``; for tuples the second element) or a
+          callable ``sample -> labels``.
+
+        torchvision ``tv_tensors.Image``/``Video`` inputs come back as the same type.
 
         Args:
             x: floating batch of ``(b, d)`` features, ``(b, C, H, W)`` images or
                 ``(b, T, C, H, W)`` videos. An unbatched ``(C, H, W)`` image (any 3-D tensor),
                 1-D tensors and torchvision ``BoundingBoxes``/``Mask``/``KeyPoints`` are
-                refused with ``ValueError``.
-            y: ``(b,)`` integer labels in ``[0, num_classes)``.
+                refused with ``ValueError``. channels_last stays channels_last.
+            y: ``(b,)`` integer labels in ``[0, num_classes)`` (any integer dtype), or
+                ``(b, C)`` soft or one-hot targets (so a transform applied twice, e.g. in a
+                ``v2.Compose``/``v2.RandomChoice``, works on the soft targets of the first), or
+                with ``multi_label=True`` ``(b, C)`` multi-hot targets. The targets are always
+                soft ``(n, C)``, even for a batch left unmixed.
         """
-        x = _checks.image_batch("x", x)
-        _checks.labels("y", y, self.num_classes)
-        _checks.same_batch("y", y, x.shape[0])
-        m = self.sample(x, y)
-        return m.apply(x), m.targets(y, self.num_classes, self.smoothing)
+        getter = getattr(self, "labels_getter", "default")
+        if len(inputs) == 2 and getter == "default":
+            x_mix, targets, _ = self._mix_batch(inputs[0], inputs[1])
+            return x_mix, targets
+        sample = inputs if len(inputs) > 1 else (inputs[0] if inputs else None)
+        if not isinstance(sample, (tuple, list, dict)):
+            raise TypeError("call a mixing transform as t(x, y), t((x, y)) or t({'image': x, 'labels': y}), "
+                            f"got {len(inputs)} argument(s) of type {[type(i).__name__ for i in inputs]}")
+        if getter == "default":
+            labels = _default_labels(sample)
+        elif callable(getter):
+            labels = getter(sample)
+        else:
+            raise TypeError(f"labels_getter must be 'default' or a callable, got {type(getter).__name__}")
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"the labels must be a tensor, got {type(labels).__name__}")
+        items = list(sample.items()) if isinstance(sample, dict) else list(enumerate(sample))
+        images = [k for k, v in items if v is not labels and isinstance(v, torch.Tensor)]
+        for k in images:
+            _checks.not_boxes_or_masks(f"sample[{k!r}]", sample[k])
+        images = [k for k in images if sample[k].is_floating_point()]
+        if not images:
+            raise ValueError("the sample holds no floating image batch to mix besides the labels")
+        first, rest = images[0], images[1:]
+        x_mix, targets, outs = self._mix_batch(sample[first], labels, tuple(sample[k] for k in rest))
+        replaced = {first: x_mix, **dict(zip(rest, outs))}
+        out = {k: (targets if v is labels else replaced.get(k, v)) for k, v in items}
+        if isinstance(sample, dict):
+            return out
+        return type(sample)(out[i] for i in range(len(sample)))

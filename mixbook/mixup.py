@@ -138,6 +138,9 @@ class MixUp(MixingTransform):
         per_sample: one λ per example (default: one per batch).
         pairing: one of :data:`PAIRINGS` (default ``"random"``).
         smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
+        multi_label: the labels are ``(b, C)`` multi-hot targets (smoothed element by element).
+        labels_getter: ``"default"`` or a callable finding the labels in a packed sample
+            (see :meth:`mixbook.mixing.MixingTransform.forward`).
         generator: optional ``torch.Generator`` on the batches' device.
 
     Example::
@@ -155,16 +158,18 @@ class MixUp(MixingTransform):
         per_sample: bool = False,
         pairing: str = "random",
         smoothing: float = 0.0,
+        multi_label: bool = False,
+        labels_getter: object = "default",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.alpha = _checks.positive_float("alpha", alpha)
         self.num_classes = _checks.num_classes(num_classes)
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {type(per_sample).__name__}")
-        self.per_sample = per_sample
+        self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
         self.smoothing = _checks.unit_interval("smoothing", smoothing)
+        self.multi_label = _checks.boolean("multi_label", multi_label)
+        self.labels_getter = _checks.labels_getter(labels_getter)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.generator = generator
