@@ -342,3 +342,21 @@ def test_manifold_mixup_state_dict_restores_layers_and_draws():
     assert len({layer for _, layer in expected}) > 1
     with pytest.raises(ValueError, match="layers"):
         manifold.ManifoldMixup(model, ["input"]).load_state_dict(state)
+
+
+# ====================================================================== README
+def test_readme_workers_switch_and_compiled_step_example_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    example = next(b for b in blocks if "MixUpCutMix" in b)
+    torch._dynamo.reset()
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["step"] == 7 and torch.isfinite(namespace["loss"])
+    assert namespace["y_soft"].shape == (64, 10) and namespace["x"].shape == (64, 1, 8, 8)
+    restored = mixbook.MixUp(alpha=0.4, num_classes=10)
+    restored.load_state_dict(namespace["checkpoint"]["mix"])
+    assert torch.equal(restored.generator.get_state(), namespace["mix"].generator.get_state())
