@@ -212,6 +212,8 @@ class ZetaMixup(MixingTransform):
         num_classes: number of classes of the integer labels.
         n: number of outputs per batch (default: the batch size).
         smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
+        multi_label, labels_getter: as :class:`mixbook.MixUp` (multi-hot labels; finding the
+            labels in a packed sample).
         generator: optional ``torch.Generator`` on the batches' device.
 
     Example::
@@ -228,6 +230,8 @@ class ZetaMixup(MixingTransform):
         num_classes: int,
         n: int | None = None,
         smoothing: float = 0.0,
+        multi_label: bool = False,
+        labels_getter: object = "default",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -235,6 +239,8 @@ class ZetaMixup(MixingTransform):
         self.num_classes = _checks.num_classes(num_classes)
         self.n = None if n is None else _checks.positive_int("n", n)
         self.smoothing = _checks.unit_interval("smoothing", smoothing)
+        self.multi_label = _checks.boolean("multi_label", multi_label)
+        self.labels_getter = _checks.labels_getter(labels_getter)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.generator = generator

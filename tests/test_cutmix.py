@@ -210,3 +210,36 @@ def test_fullgraph_compile_draws_what_eager_draws(name):
     for e, c in zip(eager, traced):
         torch.testing.assert_close(e[0], c[0])
         torch.testing.assert_close(e[1], c[1])
+
+
+def _timm_loop(x: torch.Tensor, m: BoxMixing, mode: str) -> torch.Tensor:
+    """timm's ``Mixup._mix_elem`` / ``_mix_pair`` loops (flip pairing) for the λ, boxes and choices of ``m``."""
+    b = x.shape[0]
+    out, orig = x.clone(), x.clone()
+    rows = range(b // 2) if mode == "pair" else range(b)
+    for i in rows:
+        j = b - i - 1
+        lam = float(m.lam[i])
+        if m.use_box[i]:
+            y1, x1, y2, x2 = m.boxes[i].tolist()
+            out[i][:, y1:y2, x1:x2] = orig[j][:, y1:y2, x1:x2]
+            if mode == "pair":
+                out[j][:, y1:y2, x1:x2] = orig[i][:, y1:y2, x1:x2]
+        elif lam != 1.0:
+            out[i] = orig[i] * lam + orig[j] * (1 - lam)
+            if mode == "pair":
+                out[j] = orig[j] * lam + orig[i] * (1 - lam)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["pair", "elem"])
+def test_modes_equal_timms_loops_for_the_same_draws(mode):
+    x, y = torch.rand(10, 3, 12, 12, generator=_gen(4)), torch.randint(0, 5, (10,), generator=_gen(5))
+    t = mixbook.MixUpCutMix(num_classes=5, mode=mode, pairing="flip", prob=0.8, generator=_gen(6))
+    m = mixbook.MixUpCutMix(num_classes=5, mode=mode, pairing="flip", prob=0.8, generator=_gen(6)).sample(x, y)
+    assert m.use_box.any() and (~m.use_box).any()
+    out, targets = t(x, y)
+    torch.testing.assert_close(out, _timm_loop(x, m, mode))
+    lam = m.lam[:, None]                                            # timm's mixup_target with the flipped labels
+    expected = mixbook.one_hot(y, 5) * lam + mixbook.one_hot(y.flip(0), 5) * (1 - lam)
+    torch.testing.assert_close(targets, expected)

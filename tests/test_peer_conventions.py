@@ -360,3 +360,36 @@ def test_readme_workers_switch_and_compiled_step_example_runs():
     restored = mixbook.MixUp(alpha=0.4, num_classes=10)
     restored.load_state_dict(namespace["checkpoint"]["mix"])
     assert torch.equal(restored.generator.get_state(), namespace["mix"].generator.get_state())
+
+
+def test_every_transform_takes_multi_label_and_labels_getter_keywords():
+    x, _ = _batch()
+    multi_hot = torch.tensor([[1.0, 0.0, 1.0, 0.0]] * 6)
+    getter = lambda s: s["t"]  # noqa: E731
+    for cls, kw in ((mixbook.MixUp, {}), (mixbook.ZetaMixup, {}), (mixbook.MultiMix, {"n": 6}), (mixbook.CutMix, {}),
+                    (mixbook.MixUpCutMix, {})):
+        t = cls(num_classes=4, multi_label=True, labels_getter=getter, generator=_gen(0), **kw)
+        out = t({"x": x, "t": multi_hot})
+        torch.testing.assert_close(out["t"], multi_hot)
+
+
+COMPILED_CONVENTIONS = {
+    "soft labels": lambda t: (lambda x, y: t(x, F.one_hot(y, 4).float())),
+    "multi-hot labels": lambda t: (lambda x, y: t(x, (F.one_hot(y, 4) + F.one_hot((y + 1) % 4, 4)).float())),
+    "int32 labels": lambda t: (lambda x, y: t(x, y.int())),
+    "tuple": lambda t: (lambda x, y: t((x, y))),
+    "dict": lambda t: (lambda x, y: t({"image": x, "labels": y})),
+    "channels_last": lambda t: (lambda x, y: t(x.contiguous(memory_format=torch.channels_last), y)),
+    "SoftTargetCrossEntropy": lambda t: (lambda x, y: mixbook.SoftTargetCrossEntropy()(x.flatten(1)[:, :4], t(x, y)[1])),
+}
+
+
+@pytest.mark.parametrize("transform", ["MixUp", "ZetaMixup", "CutMix", "MixUpCutMix(elem)"])
+@pytest.mark.parametrize("convention", COMPILED_CONVENTIONS)
+def test_conventions_compile_without_graph_breaks(transform, convention):
+    torch._dynamo.reset()
+    t = TRANSFORMS[transform](_gen(0))
+    if convention == "multi-hot labels":
+        t.multi_label = True
+    explanation = torch._dynamo.explain(COMPILED_CONVENTIONS[convention](t))(*_batch())
+    assert explanation.graph_break_count == 0, explanation.break_reasons
