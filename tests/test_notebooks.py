@@ -99,6 +99,26 @@ def test_unknown_parameter_fails_early(path: Path, tmp_path: Path):
                             cwd=str(BOOK), kernel_name="python3", progress_bar=False)
 
 
+BAD_VALUES = [  # (chapter, parameter, value): refused by the parameter check, before any work
+    ("03_manifold_mixup", "digits_epochs", -1),
+    ("05_multimix", "n_seeds", 0),
+    ("05_multimix", "multimix_alphas", [1.0, -2.0]),
+    ("06_comparison", "cifar_root", "/nonexistent/cifar"),
+    ("06_comparison", "val_fraction", 1.0),
+    ("07_performance", "bench_batches", []),
+]
+
+
+@pytest.mark.parametrize("stem, name, value", BAD_VALUES, ids=lambda v: str(v))
+def test_out_of_range_parameter_fails_at_the_check_cell(stem: str, name: str, value, tmp_path: Path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match=f"parameter '{name}'") as err:
+        pm.execute_notebook(str(BOOK / f"{stem}.ipynb"), str(tmp_path / "out.ipynb"), parameters={name: value},
+                            cwd=str(BOOK), kernel_name="python3", progress_bar=False)
+    assert err.value.cell_index <= 4, f"{stem}: {name}={value!r} was refused only in cell {err.value.cell_index}"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_papermill_smoke(path: Path, tmp_path: Path):
     """Run the chapter with its smoke parameters; every value the prose refers to is glued."""
