@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mixbook-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast book notebooks clean
+.PHONY: install test test-fast book notebooks gpu clean
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ book: $(STAMP)
 ## Re-execute the chapters in place (the committed outputs), with their default parameters.
 notebooks: $(STAMP)
 	cd book && for nb in [0-9][0-9]_*.ipynb; do ../$(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
+
+## On a machine with a CUDA device: GPU tests, the bench at GPU sizes (fp32, bf16) and chapters 1-5 on
+## cuda, verdicts compared with the committed CPU run; results in book/results/. `make gpu GPU_ARGS=--dry-run`
+## prints the plan.
+GPU_ARGS ?=
+gpu: $(STAMP)
+	$(BIN)/python .ci/gpu.py $(GPU_ARGS)
 
 clean:
 	rm -rf _build
