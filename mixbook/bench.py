@@ -75,7 +75,7 @@ import torch
 from . import _checks
 from .results import provenance
 
-__all__ = ["time_ops", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
+__all__ = ["time_ops", "dispatched_ops", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
            "run", "format_table", "main", "evaluate_targets", "provenance", "FAMILIES", "TARGETS_CPU",
            "TARGETS_CUDA"]
 
@@ -540,6 +540,30 @@ def _peak_extra_bytes(fn: Callable[[], object], dev: torch.device) -> int | None
     return int(peak)
 
 
+def dispatched_ops(fn: Callable[[], object]) -> dict[str, int]:
+    """The ATen operators one call of ``fn`` dispatches, counted by name (a ``TorchDispatchMode``).
+
+    On a GPU each is (at least) one kernel launch, which dominates the cost of a mixing call at
+    small batch sizes; the bench reports the total for every mixbook op (``dispatched_ops``) and
+    a test bounds it. ``_local_scalar_dense`` entries are reads of a value to the host (the
+    label-range checks on the CPU; skipped on CUDA, see :mod:`mixbook._checks`).
+    """
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts: Counter[str] = Counter()
+
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            counts[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count():
+        fn()
+    return dict(counts)
+
+
 def _host_sync_free(fn: Callable[[], object], dev: torch.device) -> tuple[bool | None, str]:
     """CUDA: run one call under ``torch.cuda.set_sync_debug_mode("error")``; ``(ok, message)``."""
     if dev.type != "cuda":
@@ -584,6 +608,7 @@ def _run_case(case: Case, dev: torch.device, *, repeats: int, warmup: int, min_t
         }
         if op.mixbook:
             rec["speedup_vs"] = {p: float(frame.loc[p, "median_s"]) / med for p in peers[op.family]}
+            rec["dispatched_ops"] = sum(dispatched_ops(op.fn).values())
             rec["host_sync_free"], msg = _host_sync_free(op.fn, dev)
             if msg and rec["host_sync_free"] is False:
                 rec["host_sync_error"] = msg
@@ -730,12 +755,13 @@ def _fmt_speedups(rec: dict[str, Any]) -> str:
 
 def format_table(result: Mapping[str, Any]) -> str:
     """A plain-text table: one line per (case, op), then the targets and the skipped cases."""
-    lines = [f"{'case':<34} {'op':<25} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6} {'peakMB':>7}  speedup vs peers"]
+    lines = [f"{'case':<34} {'op':<25} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6} {'peakMB':>7} {'aten':>5}  speedup vs peers"]
     for c in result["cases"]:
         for name, r in c["ops"].items():
             peak = "-" if r["peak_extra_bytes"] is None else f"{r['peak_extra_bytes'] / 1e6:.1f}"
             lines.append(f"{c['name']:<34} {name:<25} {r['median_s'] * 1e3:9.3f} {r['ops_per_s']:9.1f} "
-                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}% {peak:>7}  {_fmt_speedups(r)}")
+                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}% {peak:>7} {r.get('dispatched_ops', ''):>5}  "
+                         f"{_fmt_speedups(r)}")
     if result.get("targets"):
         lines.append("")
         lines.append("targets:")
@@ -787,7 +813,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ``cases`` (each: case fields, ``notes``, ``ops`` → name → ``role``, ``family``,
     ``median_s``, ``min_s``, ``number``, ``ops_per_s``, ``bytes``, ``gb_per_s``,
     ``copy_fraction``, ``peak_extra_bytes``, ``note``, and for mixbook ops ``speedup_vs`` (peer →
-    peer time / mixbook time) and ``host_sync_free``), ``targets`` (name, case, measured, target,
+    peer time / mixbook time), ``dispatched_ops`` (ATen operators per call, :func:`dispatched_ops`)
+    and ``host_sync_free``), ``targets`` (name, case, measured, target,
     pass, note).
     """
     args = _parser().parse_args(argv)
