@@ -346,6 +346,42 @@ def intrinsic_dimension(x: torch.Tensor, k: int = 10) -> float:
 __all__ += ["knn_distance", "intrinsic_dimension"]
 
 
+def nearest_label(points: torch.Tensor, reference: torch.Tensor, reference_labels: torch.Tensor) -> torch.Tensor:
+    """The label of each point's nearest reference point (1-nearest-neighbour label).
+
+    A label-correctness proxy for synthetic examples: the class of the real example a mixed
+    input lies closest to. Compared with the argmax of the mixed *soft label*, it can disagree
+    for any method (unlike "argmax = label of the largest weight", which pairwise mixup meets by
+    construction). Euclidean, scikit-learn ``NearestNeighbors`` in float64 on the host; ties
+    go to the reference point scikit-learn returns first.
+
+    Args:
+        points: ``(m, d)`` real tensor.
+        reference: ``(N, d)`` real tensor, same ``d``.
+        reference_labels: ``(N,)`` integer labels of the reference points.
+
+    Returns:
+        ``(m,)`` int64 tensor on the CPU.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    p = _points("points", points)
+    r = _points("reference", reference)
+    if p.shape[1] != r.shape[1]:
+        raise ValueError(f"points and reference must have the same dimension, got {p.shape[1]} and {r.shape[1]}")
+    labels = _checks.tensor("reference_labels", reference_labels)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"reference_labels must be an integer tensor, got {labels.dtype}")
+    if labels.shape != (r.shape[0],):
+        raise ValueError(f"reference_labels must have shape ({r.shape[0]},) (one per reference point), "
+                         f"got {tuple(labels.shape)}")
+    _, idx = NearestNeighbors(n_neighbors=1).fit(r).kneighbors(p, n_neighbors=1)
+    return labels.detach().cpu().long()[torch.as_tensor(idx[:, 0])]
+
+
+__all__ += ["nearest_label"]
+
+
 # ---------------------------------------------------------------------- embedding quality
 def _unit_rows(name: str, z: object) -> torch.Tensor:
     z = _checks.batch(name, z)
