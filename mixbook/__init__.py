@@ -22,11 +22,14 @@ Public names::
     set_value_checks                when tensor values are checked (CPU only by default)
 
 Modules: mixing, fused, distributions, mixup, cutmix, collate, reformulation, zeta, multimix, manifold, synthetic, losses,
-metrics, stats, data, models, train, population, results, plotting, notebook, runtime, bench.
+metrics, stats, data, models, train, population, results, plotting, notebook, runtime, bench;
+chapter 8: attacks (FGSM, PGD), bayes (two-moons densities, p_aug, q_aug), regression (mixed-target
+bias, nearest pairing), smoothing (label smoothing as a training method).
 """
 
 from . import (collate, cutmix, data, distributions, fused, losses, manifold, metrics, mixing, mixup, models, multimix,
                notebook, plotting, population, reformulation, results, runtime, stats, synthetic, train, zeta)
+from . import attacks, bayes, regression, smoothing  # chapter 8 (smoothing registers two training methods)
 from ._checks import set_value_checks, value_checks
 from .collate import MixCollate
 from .cutmix import CutMix, MixUpCutMix
@@ -54,5 +57,5 @@ __all__ = [
     "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
     "bench", "collate", "cutmix", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
     "fused", "manifold", "multimix", "plotting", "population", "reformulation", "results", "runtime", "stats",
-    "synthetic", "train", "zeta",
+    "synthetic", "train", "zeta", "attacks", "bayes", "regression", "smoothing",
 ]

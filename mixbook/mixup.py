@@ -13,6 +13,10 @@ Pairings (``partner[k]`` = the example output ``k`` is mixed with), all vectoris
 * ``"same_class"`` / ``"cross_class"``: a partner drawn uniformly and independently among the
   *other* examples of the same / a different class. An example with no such partner in the
   batch is paired with itself, so its output is the example unchanged.
+* ``"nearest"`` (:func:`nearest_partner`, accepted by :func:`sample` only, since it needs the
+  inputs): a partner drawn uniformly among the ``k`` nearest *other* examples of the batch in
+  input space (Euclidean distance over the flattened example). Local mixing for regression,
+  where mixing targets linearly is biased unless the target is locally linear (chapter 8).
 
 Everything is sampled on the batch's device from the optional generator: no host
 synchronisation, no Python loop over the batch.
@@ -93,6 +97,35 @@ def _class_partner(y: torch.Tensor, *, same: bool, generator: torch.Generator | 
     return partner
 
 
+def nearest_partner(x: torch.Tensor, k: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Partner indices ``(b,)`` (int64): one of the ``k`` nearest other examples, uniformly.
+
+    Distances are Euclidean over the flattened examples (``torch.cdist`` on ``(b, d)``; the
+    diagonal is excluded). ``k`` is clipped to ``b − 1``; a batch of one is paired with itself.
+    Vectorised: one ``cdist``, one ``topk`` and one draw of ``b`` uniform indices in ``[0, k)``.
+
+    Args:
+        x: ``(b, *)`` floating batch.
+        k: how many nearest neighbours to choose among, ``≥ 1``.
+        generator: optional ``torch.Generator`` on ``x``'s device.
+    """
+    x = _checks.non_empty("x", x)
+    k = _checks.positive_int("k", k)
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating tensor for pairing='nearest', got {x.dtype}")
+    _checks.generator(generator, x.device)
+    b = x.shape[0]
+    if b == 1:
+        return torch.zeros(1, dtype=torch.int64, device=x.device)
+    flat = x.reshape(b, -1)
+    dist = torch.cdist(flat, flat)
+    dist.fill_diagonal_(float("inf"))
+    k = min(k, b - 1)
+    nearest = dist.topk(k, dim=1, largest=False).indices          # (b, k)
+    pick = _random.randint(k, (b, 1), device=x.device, generator=generator)
+    return nearest.gather(1, pick).squeeze(1)
+
+
 def sample(
     x: torch.Tensor,
     y: torch.Tensor | None = None,
@@ -100,6 +133,7 @@ def sample(
     alpha: float = 1.0,
     per_sample: bool = False,
     pairing: str = "random",
+    k: int = 1,
     generator: torch.Generator | None = None,
 ) -> Mixing:
     """Sample a mixup :class:`~mixbook.mixing.Mixing` for the batch ``x``.
@@ -109,7 +143,8 @@ def sample(
         y: ``(b,)`` integer labels; needed for ``"same_class"``/``"cross_class"`` pairing.
         alpha: α > 0 of Beta(α, α). As α → 0, λ ∈ {0, 1} (no mixing); α = 1 is uniform.
         per_sample: one λ per example instead of one per batch.
-        pairing: one of :data:`PAIRINGS`.
+        pairing: one of :data:`PAIRINGS`, or ``"nearest"`` (:func:`nearest_partner`).
+        k: the number of nearest neighbours ``pairing="nearest"`` chooses among.
         generator: optional ``torch.Generator`` on ``x``'s device.
 
     Returns:
@@ -122,8 +157,11 @@ def sample(
     b = x.shape[0]
     _checks.optional_companion("y", y, x)
     _checks.generator(generator, x.device)
-    partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
-                   device=x.device, generator=generator)
+    if pairing == "nearest":
+        partner = nearest_partner(x, k, generator=generator)
+    else:
+        partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
+                       device=x.device, generator=generator)
     lam_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     lam = beta(alpha, alpha, (b if per_sample else 1,), device=x.device, dtype=lam_dtype, generator=generator)
     return Mixing(batch_size=b, partner=partner, lam=lam.expand(b))
