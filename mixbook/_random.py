@@ -28,7 +28,8 @@ import torch
 
 from . import _checks
 
-__all__ = ["rand", "randint", "randperm", "standard_gamma", "exponential", "worker_generator"]
+__all__ = ["rand", "randint", "randperm", "standard_gamma", "exponential", "worker_generator", "rank_generator",
+           "process_rank"]
 
 _GENERATORS: dict[int, torch.Generator] = {}
 _STATES: dict[int, torch.Tensor] = {}
@@ -181,3 +182,43 @@ def worker_generator(generator: torch.Generator, worker_seed: int) -> torch.Gene
     entropy = [int(worker_seed) & (2**64 - 1), int(generator.initial_seed()), *map(int, words)]
     seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
     return torch.Generator(device=generator.device).manual_seed(seed)
+
+
+# ---------------------------------------------------------------------- ranks of a process group
+_RANK_TAG = 0x72616E6B  # "rank": keeps a rank's entropy apart from a worker seed's
+
+
+def rank_generator(generator: torch.Generator, rank: int) -> torch.Generator:
+    """A generator for one rank of a process group: a function of ``generator``'s state and ``rank``.
+
+    As :func:`worker_generator`, with the rank in place of the worker seed (and a tag that keeps
+    the two kinds of entropy apart): every rank holding a copy of one seeded generator gets a
+    distinct stream, the same one for the same rank and seed. ``generator`` is not advanced.
+    """
+    import numpy as np
+
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise ValueError(f"rank must be an integer >= 0, got {rank!r}")
+    state = generator.get_state().numpy()
+    words = np.frombuffer(state.tobytes() + b"\0" * (-len(state) % 4), dtype=np.uint32)
+    entropy = [_RANK_TAG, rank, int(generator.initial_seed()), *map(int, words)]
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return torch.Generator(device=generator.device).manual_seed(seed)
+
+
+@_checks.constant_under_compile
+def process_rank() -> int | None:
+    """This process's rank in the default ``torch.distributed`` group, or ``None`` outside one.
+
+    In a DataLoader worker of a rank (a child process, where the group is not initialised when
+    the workers are spawned rather than forked), the ``RANK`` variable ``torchrun`` sets is read
+    instead. Evaluated once at trace time under ``torch.compile``.
+    """
+    import os
+
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    if torch.utils.data.get_worker_info() is not None and os.environ.get("RANK", "").isdigit():
+        return int(os.environ["RANK"])
+    return None

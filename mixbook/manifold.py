@@ -129,7 +129,7 @@ class ManifoldMixup:
         self.layers = check_layers(model, layers)
         for name in self.layers:
             check_not_compiled(model, name)
-        self._modules = {name: model.get_submodule(name) for name in self.layers if name != INPUT}
+        self._modules = {name: submodule(model, name) for name in self.layers if name != INPUT}
         self.alpha = _checks.positive_float("alpha", alpha)
         self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
@@ -275,7 +275,7 @@ def transform_at(
         return model(fn(x))
     if module is None:
         (layer,) = check_layers(model, [layer])
-        module = model.get_submodule(layer)
+        module = submodule(model, layer)
     check_not_compiled(model, layer)
     calls = 0
 
@@ -316,6 +316,52 @@ def transform_at(
     return out
 
 
+def unwrap(model: nn.Module) -> tuple[str, nn.Module]:
+    """``(prefix, inner)``: the module a wrapper holds and the path prefix that leads to it.
+
+    ``DistributedDataParallel`` and ``DataParallel`` hold the user's network at ``module``,
+    ``torch.compile(model)`` at ``_orig_mod``; wrappers nest (``DDP(torch.compile(net))``
+    gives ``"module._orig_mod."``). An unwrapped model gives ``("", model)``.
+    """
+    import sys
+
+    prefix = ""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            prefix, model = prefix + "module.", model.module
+            continue
+        eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # no compiled model without it
+        if eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
+            prefix, model = prefix + "_orig_mod.", model._orig_mod
+            continue
+        return prefix, model
+
+
+def resolve(model: nn.Module, path: str) -> str:
+    """The path of the user's layer ``path`` on ``model``, through DDP and compile wrappers.
+
+    ``path`` names a submodule of the user's network (``"features.2"``); on
+    ``DistributedDataParallel(net)`` it is ``"module.features.2"``, on ``torch.compile(net)``
+    ``"_orig_mod.features.2"``. A path that already resolves on ``model`` itself, ``"input"``
+    and a path unknown to both are returned unchanged (:func:`check_layers` reports those).
+    """
+    if path == INPUT or not path:
+        return path
+    prefix, inner = unwrap(model)
+    if not prefix:
+        return path
+    try:
+        inner.get_submodule(path)
+    except AttributeError:
+        return path
+    return prefix + path
+
+
+def submodule(model: nn.Module, path: str) -> nn.Module:
+    """``model.get_submodule(resolve(model, path))``: the user's layer, wrapped model or not."""
+    return model.get_submodule(resolve(model, path))
+
+
 def check_not_compiled(model: nn.Module, layer: str = "") -> None:
     """Refuse a compiled model, or a compiled module on the path to ``layer``.
 
@@ -331,6 +377,7 @@ def check_not_compiled(model: nn.Module, layer: str = "") -> None:
 
     if layer == INPUT:
         return  # input mixup mixes before the model runs: no hook
+    user_layer, layer = layer, resolve(model, layer)
     parts = layer.split(".") if layer else []
     for i in range(len(parts) + 1):
         path = ".".join(parts[:i])
@@ -343,7 +390,7 @@ def check_not_compiled(model: nn.Module, layer: str = "") -> None:
             orig = " (model._orig_mod for torch.compile(model))" if isinstance(mod, OptimizedModule) and not path else ""
             raise TypeError(
                 f"manifold mixup: the {where} is compiled (torch.compile / nn.Module.compile); its compiled graph "
-                f"does not run the forward hook that mixes layer {layer!r}, so nothing would be mixed. "
+                f"does not run the forward hook that mixes layer {user_layer!r}, so nothing would be mixed. "
                 f"Pass the uncompiled module{orig}: hidden-layer mixing needs eager forward hooks"
             )
 
@@ -360,6 +407,8 @@ def check_layers(model: nn.Module, layers: object) -> tuple[str, ...]:
         raise TypeError(f"layers must be a sequence of module paths such as ['input', 'features.1'], got {layers!r}")
     if len(layers) == 0:
         raise ValueError("layers must name at least one layer (a module path or 'input')")
+    wrapper = model
+    _, model = unwrap(model)   # paths name the user's network, also through DDP / compile wrappers
     valid = [INPUT] + [name for name, _ in model.named_modules() if name]
     out = []
     for path in layers:
@@ -373,7 +422,10 @@ def check_layers(model: nn.Module, layers: object) -> tuple[str, ...]:
                 try:
                     model.get_submodule(path)
                 except AttributeError:
-                    ok = False
+                    try:
+                        wrapper.get_submodule(path)   # a full path on the wrapper ("module.features")
+                    except AttributeError:
+                        ok = False
             if not ok:
                 close = difflib.get_close_matches(path, valid, n=3, cutoff=0.5)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -325,6 +325,14 @@ class MixingTransform(nn.Module):
     seeding (see :func:`mixbook._random.worker_generator`). With ``persistent_workers`` the
     worker keeps its stream across epochs. Without a generator, draws come from torch's global
     RNG, which the DataLoader already seeds per worker. The main process is unaffected.
+
+    **Ranks.** Inside an initialised ``torch.distributed`` process group every rank holds the
+    same seeded generator, so the transform draws from a stream derived from the generator's
+    state (when first used) and the rank (:func:`mixbook._random.rank_generator`): distinct λ
+    and partners per rank, reproducible for a seed and rank; in DataLoader workers of a rank,
+    the worker stream is derived from the rank's. ``state_dict()`` still stores the
+    generator's own state: the rank stream restarts from it after ``load_state_dict``.
+    Mixing is per rank (over the local batch), as in timm and torchvision.
     """
 
     num_classes: int
@@ -338,10 +346,17 @@ class MixingTransform(nn.Module):
         gen = self.generator
         if gen is None:
             return None
+        rank = _random.process_rank()
+        if rank is not None:             # one stream per rank of a process group (then per worker)
+            cached = self.__dict__.get("_rank_stream")
+            if cached is None or cached[0] != (rank, gen):
+                cached = ((rank, gen), _random.rank_generator(gen, rank))
+                self.__dict__["_rank_stream"] = cached
+            gen = cached[1]
         info = _worker_info()
         if info is None:
             return gen
-        key = (info.id, info.seed)
+        key = (info.id, info.seed, rank)
         cached = self.__dict__.get("_worker_stream")
         if cached is None or cached[0] != key:
             cached = (key, _random.worker_generator(gen, info.seed))
@@ -352,6 +367,7 @@ class MixingTransform(nn.Module):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
         state = dict(state)
         state.pop("_worker_stream", None)  # a worker's stream is never shipped to another process
+        state.pop("_rank_stream", None)    # nor a rank's (each process derives its own)
         return state
 
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:  # pragma: no cover - abstract
@@ -380,6 +396,7 @@ class MixingTransform(nn.Module):
             self.generator = torch.Generator(device=state.get("device", "cpu"))
         self.generator.set_state(state["generator"])
         self.__dict__.pop("_worker_stream", None)
+        self.__dict__.pop("_rank_stream", None)
 
     # ------------------------------------------------------------------ calling conventions
     def _labels(self, y: object, batch_size: int) -> torch.Tensor:

@@ -92,9 +92,15 @@ def repeat(
         ``train_loss``; then, as asked, ``{(label, seed): History}`` and ``{(label, seed): model}``
         (``(frame, histories, models)`` with both). There is no
         per-method time: the members share their steps (time methods with :func:`mixbook.train.fit`).
+
+    Raises:
+        RuntimeError: a ``torch.distributed`` process group is initialised: the population is
+            single-process (under ``torchrun`` use :func:`mixbook.train.repeat`, whose runs
+            train across the ranks).
     """
     import pandas as pd
 
+    train._single_process("population.repeat", None)  # one process: refuse a torch.distributed group
     if not isinstance(data, Split):
         raise TypeError(f"data must be a mixbook.data.Split, got {type(data).__name__}")
     if not isinstance(methods, Mapping) or not methods:

@@ -74,7 +74,7 @@ def run_step(model: Callable[[torch.Tensor], torch.Tensor], step: Step, *, modul
     if step.mix is None:
         return model(step.inputs)
     if module is None and isinstance(model, nn.Module):
-        module = model.get_submodule(step.layer)       # prepare() checked the path
+        module = manifold.submodule(model, step.layer)  # prepare() checked the path (DDP/compile-aware)
     args = step.args
     return manifold.transform_at(model, step.inputs, step.layer, lambda h: step.mix(h, *args), module=module)
 
@@ -364,7 +364,7 @@ class DenseMultiMixMethod:
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
              generator: torch.Generator) -> torch.Tensor:
         (head_path,) = manifold.check_layers(model, [self.head])
-        head = model.get_submodule(head_path)
+        head = manifold.submodule(model, head_path)
         if not isinstance(head, nn.Linear):
             raise TypeError(f"head {self.head!r} must be an nn.Linear (its weight gives the CAM), "
                             f"got {type(head).__name__}")
@@ -550,7 +550,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
         model.train(was_training)
 
 
-def evaluate_split(model: nn.Module, data: Split) -> dict[str, float]:
+def evaluate_split(model: nn.Module, data: Split, *, _predict: Callable | None = None) -> dict[str, float]:
     """The metrics :func:`fit` records at an evaluation epoch.
 
     ``accuracy``, ``nll``, ``ece``, ``overconfidence`` on the test set
@@ -559,28 +559,37 @@ def evaluate_split(model: nn.Module, data: Split) -> dict[str, float]:
     prediction is their corrupted label: memorisation) and ``noisy_clean`` (… whose prediction
     is their true label).
     """
-    out = metrics.evaluate(predict(model, data.x_test), data.y_test)
+    pred_fn = predict if _predict is None else _predict   # fit's sharded predict in a process group
+    out = metrics.evaluate(pred_fn(model, data.x_test), data.y_test)
     if data.x_val is not None:
-        out.update({f"val_{k}": v for k, v in metrics.evaluate(predict(model, data.x_val), data.y_val).items()})
+        out.update({f"val_{k}": v for k, v in metrics.evaluate(pred_fn(model, data.x_val), data.y_val).items()})
     noisy = data.noisy
     if noisy is not None:
-        pred = predict(model, data.x_train[noisy]).argmax(1)
+        pred = pred_fn(model, data.x_train[noisy]).argmax(1)
         count = max(int(noisy.sum()), 1)
         out["noisy_fitted"] = float((pred == data.y_train[noisy]).sum()) / count
         out["noisy_clean"] = float((pred == data.y_train_clean[noisy]).sum()) / count
     return out
 
 
-def generators(seed: int, device: str | torch.device = "cpu") -> tuple[torch.Generator, torch.Generator]:
+def generators(seed: int, device: str | torch.device = "cpu", rank: int | None = None,
+               ) -> tuple[torch.Generator, torch.Generator]:
     """The two independent streams :func:`fit` draws from: ``(data, mixing)`` generators on ``device``.
 
     Their seeds are spawned from ``seed`` by NumPy's ``SeedSequence``, so the data order does not
     depend on how many numbers a method draws for its mixing, and the two streams are not
     shifted copies of each other.
 
+    With ``rank`` (a process group's rank, as :func:`fit` passes it under ``torchrun``), the
+    data stream is the same on every rank (all ranks draw the same global order and each takes
+    its shard), and the mixing stream is rank ``rank``'s child of the seed's mixing stream
+    (``SeedSequence(seed).spawn(2)[1].spawn(rank + 1)[rank]``): distinct per rank, the same for
+    a seed and rank whatever the world size.
+
     Args:
         seed: integer ≥ 0.
         device: the device the generators draw on.
+        rank: ``None`` (one process) or an integer ≥ 0.
     """
     import numpy as np
 
@@ -589,10 +598,25 @@ def generators(seed: int, device: str | torch.device = "cpu") -> tuple[torch.Gen
     if seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed}")
     dev = torch.device(device)
+    if rank is not None:
+        return _rank_streams(seed, dev, rank)[::2]
     data_seed, mix_seed = (int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
                            for c in np.random.SeedSequence(int(seed)).spawn(2))
     return (torch.Generator(device=dev).manual_seed(data_seed),
             torch.Generator(device=dev).manual_seed(mix_seed))
+
+
+def _rank_streams(seed: int, dev: torch.device, rank: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """``(order, augment, mixing)`` of one rank: the shared data-order stream (that of one
+    process), and the rank's children of the data and mixing streams."""
+    import numpy as np
+
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+        raise ValueError(f"rank must be an integer >= 0, got {rank!r}")
+    data, mix = np.random.SeedSequence(int(seed)).spawn(2)
+    seeds = [data, data.spawn(int(rank) + 1)[int(rank)], mix.spawn(int(rank) + 1)[int(rank)]]
+    return tuple(torch.Generator(device=dev).manual_seed(int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+                 for c in seeds)
 
 
 def optimizer_and_schedule(params, optimizer: str, lr: float, weight_decay: float, total_steps: int):
@@ -607,11 +631,12 @@ def optimizer_and_schedule(params, optimizer: str, lr: float, weight_decay: floa
 def _single_process(name: str, model: object) -> None:
     """Refuse a DistributedDataParallel model or an initialised process group: ``name`` is single-process.
 
-    Under DDP every rank would train on the whole training set in the same order (``fit`` has
-    no distributed sampler), so the "distributed" run silently repeats one run per rank.
+    Under DDP every rank would train on the whole training set in the same order, so the
+    "distributed" run would silently repeat one run per rank. (:func:`fit` and :func:`repeat`
+    train across a process group; :func:`mixbook.population.repeat` does not.)
     """
-    todo = ("Run it in one process on an unwrapped model, or write the loop yourself with a "
-            "DistributedSampler (distributed training in fit is planned, not implemented)")
+    todo = ("Run it in one process on an unwrapped model, or use mixbook.train.fit / mixbook.train.repeat, "
+            "which shard the data over the ranks of a process group")
     if isinstance(model, nn.parallel.DistributedDataParallel):
         raise TypeError(f"model is wrapped in torch.nn.parallel.DistributedDataParallel, but {name} is single-process: "
                         f"every rank would train on the whole data set in the same order. Pass model.module. {todo}")
@@ -665,13 +690,29 @@ def fit(
     Returns:
         A :class:`History`.
 
-    Raises:
-        TypeError: ``model`` is wrapped in ``DistributedDataParallel``.
-        RuntimeError: a ``torch.distributed`` process group is initialised. ``fit`` is
-            single-process: it has no distributed sampler, so every rank would train on the
-            whole set in the same order.
+    **Across processes** (``torchrun``: an initialised ``torch.distributed`` process group,
+    gloo on CPUs, NCCL on GPUs). ``fit`` then trains data-parallel:
+
+    * the model is wrapped in ``DistributedDataParallel`` (rank 0's initial weights are
+      broadcast; a model the caller already wrapped in DDP is used as it is); ``device="auto"``
+      / ``"cuda"`` means ``cuda:LOCAL_RANK``;
+    * every epoch all ranks draw the same permutation of the training set from the seed's data
+      stream, pad it by repetition to a multiple of the world size and take every
+      ``world_size``-th index from their rank on (``DistributedSampler`` semantics: every
+      example once per epoch across ranks, plus the padding); ``batch_size`` is per rank, so a
+      step's global batch is ``batch_size × world_size`` consecutive indices of the
+      permutation, and the gradient is the mean over it, as a one-process run with that batch
+      size (for ERM without padding: the same run up to float rounding);
+    * mixing is per rank, over the local batch, from rank-specific streams
+      (:func:`generators` with ``rank``); ``augment`` gets a per-rank stream too. To mix over
+      the global batch, pass the method wrapped in :class:`mixbook.distributed.GlobalBatch`;
+    * the evaluation shards the evaluated sets over the ranks and gathers the logits, so every
+      rank records the same metrics (those of one process up to rounding); ``train_loss`` is
+      the mean over all ranks' examples; the progress bar shows on rank 0 only. The returned
+      :class:`History` is the same on every rank: save it (and the model) from rank 0.
+
+    A one-process run (no group) is unchanged.
     """
-    _single_process("fit", model)
     if not isinstance(data, Split):
         raise TypeError(f"data must be a mixbook.data.Split, got {type(data).__name__}")
     method_obj = make_method(method) if isinstance(method, str) else method
@@ -688,6 +729,12 @@ def fit(
         raise TypeError(f"augment must be a callable (x, generator) -> x or None, got {type(augment).__name__}")
 
     dev = resolve_device(device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return _fit_distributed(model, data, method_obj, epochs=epochs, batch_size=batch_size, lr=lr,
+                                weight_decay=weight_decay, seed=seed, dev=dev, eval_every=eval_every,
+                                progress=progress, optimizer=optimizer, augment=augment)
+    if isinstance(model, nn.parallel.DistributedDataParallel):  # pragma: no cover - DDP needs a group
+        raise TypeError("model is wrapped in DistributedDataParallel but no process group is initialised")
     data = data.to(dev)
     model.to(dev)
     data_gen, mix_gen = generators(seed, dev)
@@ -717,6 +764,75 @@ def fit(
                                     "seconds": time.perf_counter() - start}
         if epoch % eval_every == 0 or epoch == epochs:
             record.update(evaluate_split(model, data))
+        history.epochs.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    return history
+
+
+def _predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """:func:`predict` over the ranks of the process group: each rank the rows ``rank::world`` of
+    ``x`` (padded by repetition to a multiple of the world size), the logits all-gathered."""
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    n = x.shape[0]
+    if n == 0:
+        return predict(model, x, batch_size)
+    per = -(-n // world)
+    idx = torch.arange(per * world, device=x.device) % n
+    local = predict(model, x[idx[rank::world]], batch_size).contiguous()
+    parts = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(parts, local)
+    return torch.stack(parts, 1).reshape(per * world, *local.shape[1:])[:n]
+
+
+def _fit_distributed(model: nn.Module, data: Split, method_obj: Method, *, epochs: int, batch_size: int,
+                     lr: float, weight_decay: float, seed: int, dev: torch.device, eval_every: int,
+                     progress: bool, optimizer: str, augment) -> History:
+    """:func:`fit` across the ranks of the initialised process group (see :func:`fit`)."""
+    import os
+
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        ddp, net = model, model.module
+    else:
+        net = model.to(dev)
+        ddp = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    data = data.to(dev)
+    order_gen, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
+    n = data.x_train.shape[0]
+    per = -(-n // world)                                  # examples per rank and epoch (padded)
+    opt, sched = optimizer_and_schedule(ddp.parameters(), optimizer, lr, weight_decay,
+                                        epochs * -(-per // batch_size))
+    history = History(method=repr(method_obj), seed=seed)
+
+    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
+    for epoch in bar:
+        ddp.train()
+        start = time.perf_counter()
+        total = torch.zeros((), device=dev)
+        order = torch.randperm(n, device=dev, generator=order_gen)   # the same on every rank
+        if per * world > n:
+            order = order.repeat(-(-per * world // n))[:per * world]
+        local = order[rank::world]
+        for i in range(0, per, batch_size):
+            idx = local[i:i + batch_size]
+            xb = data.x_train[idx]
+            if augment is not None:
+                xb = augment(xb, aug_gen)
+            loss = method_obj.loss(ddp, xb, data.y_train[idx], data.num_classes, mix_gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * idx.shape[0]
+        dist.all_reduce(total)
+        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / (per * world),
+                                    "seconds": time.perf_counter() - start}
+        if epoch % eval_every == 0 or epoch == epochs:
+            record.update(evaluate_split(net, data, _predict=_predict_sharded))
         history.epochs.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}")
     return history

@@ -1,7 +1,7 @@
 """The four silent traps of issue 16 for people who import mixbook.
 
 1. a seeded transform as a DataLoader ``collate_fn`` in workers: distinct, reproducible streams;
-2. ``fit`` under DistributedDataParallel / an initialised process group: refused;
+2. ``fit`` in an initialised process group (one rank): trains data-parallel; ``population.repeat`` refuses it;
 3. wrong inputs (an unbatched image, boxes, masks) refused instead of mixed;
 4. ``torch.compile(fullgraph=True)``: zero graph breaks with a generator; a compiled model in
    manifold mixup refused with an error that names compilation.
@@ -121,17 +121,26 @@ def gloo_group(tmp_path):
         dist.destroy_process_group()
 
 
-def test_fit_refuses_ddp(gloo_group):
+def test_fit_trains_in_a_process_group_and_population_refuses_it(gloo_group):
+    """A world of one: fit wraps the model in DDP (or takes the caller's DDP) and trains; the
+    vectorised population is single-process and refuses the group (tests/test_distributed.py
+    runs two ranks)."""
+    from mixbook import population
+
     moons = mixbook.data.two_moons(n_train=32, n_test=16, seed=0)
     model = models.MLP(2, 2, (8,))
+    hist = train.fit(model, moons, "mixup", epochs=1, device="cpu", progress=False)
+    assert len(hist.epochs) == 1 and 0 <= hist.final["accuracy"] <= 1
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    with pytest.raises(TypeError, match=r"DistributedDataParallel.*single-process.*model\.module"):
-        train.fit(ddp, moons, "mixup", epochs=1, device="cpu", progress=False)
-    with pytest.raises(RuntimeError, match=r"process group is initialised.*single-process.*destroy_process_group"):
-        train.fit(model, moons, "mixup", epochs=1, device="cpu", progress=False)
-    with pytest.raises(RuntimeError, match="process group"):
-        train.repeat(lambda: models.MLP(2, 2, (8,)), moons, {"erm": "erm"}, [0], epochs=1, device="cpu",
-                     progress=False)
+    method = train.make_method("manifold_mixup", layers=["features.1"])   # the user's path, on DDP's module
+    hist = train.fit(ddp, moons, method, epochs=1, device="cpu", progress=False)
+    assert len(hist.epochs) == 1
+    frame = train.repeat(lambda: models.MLP(2, 2, (8,)), moons, {"erm": "erm"}, [0], epochs=1, device="cpu",
+                         progress=False)
+    assert len(frame) == 1
+    with pytest.raises(RuntimeError, match=r"process group.*population\.repeat is single-process"):
+        population.repeat(lambda: models.MLP(2, 2, (8,)), moons, {"erm": "erm"}, [0], epochs=1, device="cpu",
+                          progress=False)
 
 
 def test_fit_runs_again_after_the_group_is_destroyed(tmp_path):

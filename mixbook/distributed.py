@@ -1,0 +1,132 @@
+"""Mixing over the global batch of a ``torch.distributed`` process group (an option).
+
+Under ``torchrun``, :func:`mixbook.train.fit` mixes per rank: partners and MultiMix rows come
+from the rank's local batch, as timm and torchvision do. :class:`GlobalBatch` wraps a method so
+that they come from the whole global batch instead: the inputs (for input-level methods) or the
+embeddings at the method's layer are all-gathered with the autograd-aware
+``torch.distributed.nn.functional.all_gather`` (its backward sums every rank's gradient back to
+the rank that produced the rows), one mixing is drawn over the ``b·world`` rows from a stream
+that is the same on every rank, and each rank computes its ``1/world`` share of the ``n``
+outputs. The mean over ranks of the ranks' losses (what DDP's gradient averaging gives) is then
+the loss of one process on the concatenated batch, in value and gradient.
+
+Costs: an all-gather of the layer's ``(b, *)`` rows per step (``(world − 1)·b·d`` elements
+received per rank, and the same again in the backward), and every rank computes the mixing of
+all ``n`` outputs before keeping its share (small next to the network).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import manifold, train
+
+__all__ = ["GlobalBatch", "gather"]
+
+
+def _group() -> tuple[int, int] | None:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
+def gather(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``(b, *)`` rows in the global order of :func:`mixbook.train.fit` (row ``k·world + r``
+    is rank ``r``'s ``k``-th), differentiable (``torch.distributed.nn.functional.all_gather``).
+
+    All ranks must pass the same shape. Outside a process group: ``t`` itself.
+    """
+    group = _group()
+    if group is None:
+        return t
+    _, world = group
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        parts = all_gather(t.contiguous())
+    else:
+        parts = [torch.empty_like(t) for _ in range(world)]
+        torch.distributed.all_gather(parts, t.contiguous())
+    return torch.stack(list(parts), 1).reshape(t.shape[0] * world, *t.shape[1:])
+
+
+class GlobalBatch:
+    """A training method that mixes over the global batch of the process group.
+
+    Args:
+        method: a registered name or a method with a ``prepare`` (:class:`mixbook.train.Step`):
+            ERM, mixup, the reformulation, ζ-mixup, MultiMix (input or embedding), manifold
+            mixup, CutMix. Its ``b`` (MultiMix's and ζ-mixup's mixing width) becomes
+            ``b·world``; ``n`` must be divisible by the world size.
+        seed: seed of the mixing stream shared by every rank (the one-process mixing stream of
+            :func:`mixbook.train.generators` for that seed: with ``fit``'s seed, a run with
+            ``world`` ranks of batch ``b`` draws what one process with batch ``b·world`` draws).
+        options: passed to :func:`mixbook.train.make_method` with a name.
+
+    Outside a process group the method runs as it is (with ``fit``'s generator).
+    """
+
+    def __init__(self, method: str | Any, *, seed: int = 0, **options: Any) -> None:
+        inner = train.make_method(method, **options) if isinstance(method, str) else method
+        if options and not isinstance(method, str):
+            raise TypeError("options are only accepted with a method name")
+        if not callable(getattr(inner, "prepare", None)):
+            raise TypeError(f"method must be a registered name or have a .prepare(...) (a mixbook.train.Step), "
+                            f"got {inner!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        self.method, self.seed = inner, seed
+        self._gen: torch.Generator | None = None
+
+    def _shared(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = train.generators(self.seed, device)[1]
+        return self._gen
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
+        group = _group()
+        if group is None:
+            return self.method.loss(model, x, y, num_classes, generator)
+        rank, world = group
+        x_all, y_all = gather(x.detach()), gather(y)
+        step = self.method.prepare(model, x_all, y_all, num_classes, self._shared(x.device))
+        clean = step.loss is train.clean_plus_soft_ce
+        b_all = y_all.shape[0] if clean else 0
+        n = (step.inputs.shape[0] if step.mix is None else None)
+        if step.mix is not None:
+            n = self._outputs(step, x_all)
+        n -= b_all
+        if n % world or b_all % world:
+            raise ValueError(f"GlobalBatch: the {n} mixed outputs (and {b_all} clean rows) must split evenly "
+                             f"over the {world} ranks; choose n divisible by the world size")
+        share = torch.arange(rank * (n // world), (rank + 1) * (n // world), device=x.device)
+        if clean:
+            own = torch.arange(rank * (b_all // world), (rank + 1) * (b_all // world), device=x.device)
+            rows = torch.cat([own, b_all + share])
+            loss_args = (step.loss_args[0][own], step.loss_args[1][share])
+        else:
+            rows = share
+            loss_args = tuple(a[share] if a.ndim and a.shape[0] == n else a for a in step.loss_args)
+        if step.mix is None:
+            logits = model(step.inputs[rows])
+        else:
+            args = step.args
+            logits = manifold.transform_at(model, x, step.layer,
+                                           lambda h: step.mix(gather(h), *args).index_select(0, rows))
+        return step.loss(logits, *loss_args)
+
+    @staticmethod
+    def _outputs(step: train.Step, x_all: torch.Tensor) -> int:
+        """The number of rows ``step.mix`` makes of the global batch (from its arguments' shapes)."""
+        if step.mix in (train.mix_dense, train.mix_dense_with_clean):
+            extra = x_all.shape[0] if step.mix is train.mix_dense_with_clean else 0
+            return step.args[0].shape[0] + extra
+        return x_all.shape[0]           # pairwise: one output a row
+
+    def __repr__(self) -> str:
+        return f"GlobalBatch({self.method!r}, seed={self.seed})"
