@@ -100,12 +100,16 @@ def test_unknown_parameter_fails_early(path: Path, tmp_path: Path):
 
 
 BAD_VALUES = [  # (chapter, parameter, value): refused by the parameter check, before any work
+    ("01_vicinal_risk", "lambda_samples", -10),
+    ("02_reformulation", "semi_fractions", [0.05, 1.5]),
     ("03_manifold_mixup", "digits_epochs", -1),
+    ("04_zeta_mixup", "noise_rate", 1.0),
     ("05_multimix", "n_seeds", 0),
     ("05_multimix", "multimix_alphas", [1.0, -2.0]),
     ("06_comparison", "cifar_root", "/nonexistent/cifar"),
     ("06_comparison", "val_fraction", 1.0),
     ("07_performance", "bench_batches", []),
+    ("08_beyond_accuracy", "eps_grid", [0.0, -0.1]),
 ]
 
 
