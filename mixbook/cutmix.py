@@ -231,7 +231,6 @@ def sample_switch(
 class _BoxTransform(MixingTransform):
     def _common(self, *, num_classes, prob, mode, correct_lam, pairing, smoothing, multi_label, labels_getter,
                 generator) -> None:
-        self.num_classes = _checks.num_classes(num_classes)
         self.prob = _checks.unit_interval("prob", prob, include_one=True)
         self.mode = _checks.choice("mode", mode, MODES)
         self.correct_lam = _checks.boolean("correct_lam", correct_lam)
@@ -240,12 +239,8 @@ class _BoxTransform(MixingTransform):
         self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
         if self.mode == "pair" and self.pairing != "flip":
             raise ValueError(f"mode='pair' needs pairing='flip', got {self.pairing!r}")
-        self.smoothing = _checks.unit_interval("smoothing", smoothing)
-        self.multi_label = _checks.boolean("multi_label", multi_label)
-        self.labels_getter = _checks.labels_getter(labels_getter)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        self.generator = generator
+        self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
+                         labels_getter=labels_getter, generator=generator)
 
 
 class CutMix(_BoxTransform):

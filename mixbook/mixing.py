@@ -341,6 +341,17 @@ class MixingTransform(nn.Module):
     multi_label: bool = False
     labels_getter: object = "default"
 
+    def _set_common(self, *, num_classes: object, smoothing: object, multi_label: object, labels_getter: object,
+                    generator: object) -> None:
+        """Validate and store the options every transform shares (the subclasses' ``__init__`` call it)."""
+        self.num_classes = _checks.num_classes(num_classes)
+        self.smoothing = _checks.unit_interval("smoothing", smoothing)
+        self.multi_label = _checks.boolean("multi_label", multi_label)
+        self.labels_getter = _checks.labels_getter(labels_getter)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
+
     def stream(self) -> torch.Generator | None:
         """The generator this call draws from: ``generator``, or its per-worker stream in a DataLoader worker."""
         gen = self.generator

@@ -236,14 +236,9 @@ class ZetaMixup(MixingTransform):
     ) -> None:
         super().__init__()
         self.gamma = _checks.positive_float("gamma", gamma)
-        self.num_classes = _checks.num_classes(num_classes)
         self.n = None if n is None else _checks.positive_int("n", n)
-        self.smoothing = _checks.unit_interval("smoothing", smoothing)
-        self.multi_label = _checks.boolean("multi_label", multi_label)
-        self.labels_getter = _checks.labels_getter(labels_getter)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        self.generator = generator
+        self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
+                         labels_getter=labels_getter, generator=generator)
 
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
         """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
