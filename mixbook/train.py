@@ -747,19 +747,9 @@ def fit(
     for epoch in bar:
         model.train()
         start = time.perf_counter()
-        total = torch.zeros((), device=dev)
         order = torch.randperm(n, device=dev, generator=data_gen)
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            xb = data.x_train[idx]
-            if augment is not None:
-                xb = augment(xb, data_gen)
-            loss = method_obj.loss(model, xb, data.y_train[idx], data.num_classes, mix_gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach() * idx.shape[0]
+        total = _train_epoch(model, method_obj, data, (order[i:i + batch_size] for i in range(0, n, batch_size)),
+                             opt, sched, mix_gen, augment, data_gen)
         record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / n,
                                     "seconds": time.perf_counter() - start}
         if epoch % eval_every == 0 or epoch == epochs:
@@ -767,6 +757,23 @@ def fit(
         history.epochs.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}")
     return history
+
+
+def _train_epoch(model: nn.Module, method_obj: Method, data: Split, batches: Iterable[torch.Tensor], opt, sched,
+                 mix_gen: torch.Generator, augment, aug_gen: torch.Generator) -> torch.Tensor:
+    """One pass over ``batches`` (index tensors into the training set): a step each; the summed loss·size (0-dim)."""
+    total = torch.zeros((), device=data.x_train.device)
+    for idx in batches:
+        xb = data.x_train[idx]
+        if augment is not None:
+            xb = augment(xb, aug_gen)
+        loss = method_obj.loss(model, xb, data.y_train[idx], data.num_classes, mix_gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach() * idx.shape[0]
+    return total
 
 
 def _predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -812,22 +819,12 @@ def _fit_distributed(model: nn.Module, data: Split, method_obj: Method, *, epoch
     for epoch in bar:
         ddp.train()
         start = time.perf_counter()
-        total = torch.zeros((), device=dev)
         order = torch.randperm(n, device=dev, generator=order_gen)   # the same on every rank
         if per * world > n:
             order = order.repeat(-(-per * world // n))[:per * world]
         local = order[rank::world]
-        for i in range(0, per, batch_size):
-            idx = local[i:i + batch_size]
-            xb = data.x_train[idx]
-            if augment is not None:
-                xb = augment(xb, aug_gen)
-            loss = method_obj.loss(ddp, xb, data.y_train[idx], data.num_classes, mix_gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach() * idx.shape[0]
+        total = _train_epoch(ddp, method_obj, data, (local[i:i + batch_size] for i in range(0, per, batch_size)),
+                             opt, sched, mix_gen, augment, aug_gen)
         dist.all_reduce(total)
         record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / (per * world),
                                     "seconds": time.perf_counter() - start}
