@@ -11,6 +11,8 @@ Public names::
     reformulation.sample / .mix     keep the first label, λ ~ Beta(α+1, α); unlabelled partners
     ZetaMixup, zeta.sample          ζ-mixup (Abhishek et al. 2024): p-series weights over the batch
     MultiMix, multimix.sample       MultiMix (Venkataramanan et al. 2023): Dirichlet mixes, n > b
+    ManifoldMixup                   manifold mixup (Verma et al. 2019): mixing at hidden layers by hooks
+    MixingTransform                 the base every transform above is built on
     CutMix, MixUpCutMix, cutmix.sample   CutMix (Yun et al. 2019) and timm's mixup-or-CutMix switch
     MixCollate                      mixing at collate time in DataLoader workers, on uint8 images
     SoftTargetCrossEntropy          the soft-target loss as a module
@@ -36,7 +38,8 @@ from ._checks import set_value_checks, value_checks
 from .collate import MixCollate
 from .cutmix import CutMix, MixUpCutMix
 from .losses import SoftTargetCrossEntropy, mixed_cross_entropy, one_hot, soft_cross_entropy
-from .mixing import Mixing
+from .manifold import ManifoldMixup
+from .mixing import Mixing, MixingTransform
 from .mixup import MixUp
 from .multimix import MultiMix
 from .zeta import ZetaMixup
@@ -55,7 +58,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "Mixing", "MixUp", "ZetaMixup", "MultiMix", "CutMix", "MixUpCutMix", "MixCollate", "SoftTargetCrossEntropy", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
+    "Mixing", "MixingTransform", "ManifoldMixup", "MixUp", "ZetaMixup", "MultiMix", "CutMix", "MixUpCutMix", "MixCollate", "SoftTargetCrossEntropy", "fit", "repeat", "setup", "resolve_device", "set_value_checks", "value_checks",
     "soft_cross_entropy", "mixed_cross_entropy", "one_hot",
     "bench", "collate", "cutmix", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
     "fused", "manifold", "multimix", "plotting", "population", "reformulation", "results", "runtime", "stats",

@@ -22,6 +22,8 @@ from torch import nn
 
 from . import _checks
 
+__all__ = ["NORMS", "project", "fgsm", "pgd", "ATTACKS", "accuracy_under_attack"]
+
 NORMS = ("linf", "l2")
 
 

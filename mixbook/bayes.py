@@ -23,6 +23,9 @@ import torch
 from . import _checks
 from .distributions import beta
 
+__all__ = ["moons_standardisation", "moons_density", "sample_augmented", "kde", "joint_kde", "posterior",
+    "cross_entropy", "entropy", "kl"]
+
 
 def moons_standardisation(n_train: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The per-feature ``(mean, std)`` ``(2,)`` that :func:`mixbook.data.two_moons` standardised with.

@@ -27,6 +27,8 @@ import torch
 
 from . import _checks, _random
 
+__all__ = ["log_gamma", "beta", "dirichlet"]
+
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype samples are drawn in: ``dtype``, or float32 for fp16/bf16.

@@ -15,6 +15,8 @@ from torch import nn
 
 from . import _checks
 
+__all__ = ["one_hot", "soft_cross_entropy", "mixed_cross_entropy", "SoftTargetCrossEntropy"]
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -30,6 +30,8 @@ from torch import nn
 from . import _checks, _random, fused
 from .losses import _one_hot
 
+__all__ = ["Mixing", "MixingTransform"]
+
 
 @dataclass(frozen=True, eq=False)
 class Mixing:
@@ -53,6 +55,36 @@ class Mixing:
     lam: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     partner_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # Structural invariants, checked on every construction (free: no tensor values are read, so
+        # no host synchronisation; the value checks live in :meth:`pairwise` and :meth:`from_dense`).
+        b = self.batch_size
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {b!r}")
+        dense, pair = self.weights is not None, self.partner is not None or self.lam is not None
+        if dense == pair:
+            raise ValueError("a Mixing takes either partner and lam (pairwise form) or weights (dense form), "
+                             f"got {'both' if dense else 'neither'}; build one with Mixing.pairwise or Mixing.from_dense")
+        if dense:
+            w = self.weights
+            if not isinstance(w, torch.Tensor) or not w.is_floating_point() or w.ndim != 2 or w.shape[1] != b:
+                raise ValueError(f"weights must be a floating (n, {b}) tensor, got "
+                                 f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}")
+            if self.partner_size is not None:
+                raise ValueError("partner_size applies to the pairwise form only")
+            return
+        for name, t in (("partner", self.partner), ("lam", self.lam)):
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != (b,):
+                raise ValueError(f"{name} must be a ({b},) tensor, got "
+                                 f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        if self.partner.is_floating_point() or self.partner.dtype == torch.bool or self.partner.is_complex():
+            raise TypeError(f"partner must be an integer tensor, got {self.partner.dtype}")
+        if not self.lam.is_floating_point():
+            raise TypeError(f"lam must be a floating-point tensor, got {self.lam.dtype}")
+        m = self.partner_size
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise ValueError(f"partner_size must be None or an int >= 1, got {m!r}")
 
     # ------------------------------------------------------------------ construction
     @classmethod

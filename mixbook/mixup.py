@@ -30,6 +30,8 @@ from . import _checks, _random
 from .distributions import beta
 from .mixing import Mixing, MixingTransform
 
+__all__ = ["PAIRINGS", "pair", "nearest_partner", "sample", "MixUp"]
+
 PAIRINGS = ("random", "flip", "roll", "same_class", "cross_class")
 
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from . import _checks
 
+__all__ = ["MLP", "SmallCNN", "CifarResNet18"]
+
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 

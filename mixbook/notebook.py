@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["Param", "at_least", "positive", "between", "one_of", "subset_of", "directory", "check_parameters"]
+
 _LITERAL_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 

@@ -14,6 +14,8 @@ from matplotlib.axes import Axes
 from scipy import stats
 from torch import nn
 
+__all__ = ["beta_densities", "plane_grid", "decision_boundary", "reliability_diagram", "vicinity"]
+
 
 def _axes(ax: Axes | None) -> Axes:
     if ax is None:

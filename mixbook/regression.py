@@ -15,6 +15,8 @@ from torch import nn
 
 from . import _checks, mixup
 
+__all__ = ["expected_lam_product", "quadratic_bias", "mix", "fit", "Ensemble", "fit_many"]
+
 
 def expected_lam_product(alpha: float) -> float:
     """``E[λ (1 − λ)]`` for λ ~ Beta(α, α): ``α / (2 (2α + 1))``."""

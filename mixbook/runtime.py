@@ -7,6 +7,8 @@ import random
 import numpy as np
 import torch
 
+__all__ = ["resolve_device", "setup", "generator"]
+
 
 def _check_seed(seed: object) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int):

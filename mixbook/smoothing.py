@@ -18,6 +18,8 @@ from . import _checks, mixup
 from .mixing import Mixing
 from .train import Step, _Prepared, register, soft_ce
 
+__all__ = ["smoothed_targets", "LabelSmoothing", "MixupSmoothing"]
+
 
 def smoothed_targets(y: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
     """``(b, C)`` float32 targets ``(1 − ε) onehot(y) + ε / C`` for integer labels ``y`` ``(b,)``."""

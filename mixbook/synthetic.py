@@ -17,6 +17,8 @@ import torch
 from . import _checks
 from .mixing import Mixing
 
+__all__ = ["Sampler", "SyntheticSet", "synthetic_set"]
+
 Sampler = Callable[[torch.Tensor, torch.Tensor, torch.Generator], Mixing]
 
 

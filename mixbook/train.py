@@ -24,6 +24,12 @@ from .losses import _one_hot, soft_cross_entropy
 from .mixing import Mixing
 from .runtime import resolve_device
 
+__all__ = ["Method", "Step", "run_step", "ce", "soft_ce", "mixed_ce", "clean_plus_soft_ce", "mix_pairwise",
+    "mix_dense", "mix_dense_with_clean", "METHODS", "register", "make_method", "ERM", "Mixup", "Reformulated",
+    "Zeta", "MultiMixMethod", "DenseMultiMixMethod", "dense_multimix", "dense_multimix_pooled",
+    "CutMixMethod", "ManifoldMixupMethod", "History", "predict", "evaluate_split", "generators",
+    "optimizer_and_schedule", "fit", "repeat", "summarize"]
+
 
 class Method(Protocol):
     """A training method: the loss of one mini-batch."""

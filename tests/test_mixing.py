@@ -8,6 +8,8 @@ pairing, batch and per-sample λ, α from 0.05 to 10) and for :meth:`Mixing.from
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -400,3 +402,25 @@ def test_value_check_modes(m3):
         assert _checks.check_values(torch.empty(1, device="meta")) is True
     assert _checks.check_values(torch.empty(1, device="meta")) is False
     assert _checks.check_values(bad) is True
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(batch_size=3), ValueError, "either partner and lam"),
+    (dict(batch_size=0, weights=torch.ones(1, 1)), ValueError, "batch_size"),
+    (dict(batch_size=2.0, weights=torch.ones(1, 2) / 2), ValueError, "batch_size"),
+    (dict(batch_size=2, weights=torch.ones(1, 3) / 3), ValueError, "weights must be a floating (n, 2)"),
+    (dict(batch_size=2, weights=torch.ones(1, 2, dtype=torch.int64)), ValueError, "weights"),
+    (dict(batch_size=2, weights=torch.ones(1, 2) / 2, partner=torch.arange(2), lam=torch.ones(2)), ValueError, "both"),
+    (dict(batch_size=3, partner=torch.arange(3), lam=torch.ones(2)), ValueError, "lam must be a (3,)"),
+    (dict(batch_size=3, partner=torch.arange(3)), ValueError, "lam must be a (3,)"),
+    (dict(batch_size=3, partner=torch.arange(3.0), lam=torch.ones(3)), TypeError, "partner must be an integer"),
+    (dict(batch_size=3, partner=torch.arange(3), lam=torch.ones(3, dtype=torch.int64)), TypeError, "lam must be a floating"),
+    (dict(batch_size=3, partner=torch.arange(3), lam=torch.ones(3), partner_size=0), ValueError, "partner_size"),
+    (dict(batch_size=2, weights=torch.ones(1, 2) / 2, partner_size=4), ValueError, "partner_size"),
+])
+def test_direct_construction_checks_the_structure(kwargs, error, words):
+    """``Mixing(...)`` called directly refuses a malformed matrix at once, not at apply time."""
+    with pytest.raises(error, match=re.escape(words)):
+        Mixing(**kwargs)
+    assert Mixing(batch_size=3, partner=torch.arange(3), lam=torch.ones(3)).num_outputs == 3
+    assert Mixing(batch_size=2, weights=torch.ones(5, 2) / 2).num_outputs == 5

@@ -81,3 +81,22 @@ def test_readme_population_example_runs():
     assert len(runs) == 20 and set(runs.method) == {"ERM", "mixup"}
     table = namespace["stats"].compare(runs, {"accuracy": True})
     assert table.loc["mixup", "seeds"] == 10
+
+
+def test_every_public_module_declares_all_and_is_reachable():
+    """Every non-private module of the package defines ``__all__``, its names exist, and
+    ``import mixbook`` reaches it as an attribute (``bench`` on first use)."""
+    import importlib
+
+    import mixbook
+
+    modules = sorted(p.stem for p in (ROOT / "mixbook").glob("*.py") if not p.stem.startswith("_"))
+    assert len(modules) >= 20
+    for name in modules:
+        module = importlib.import_module(f"mixbook.{name}")
+        assert isinstance(getattr(module, "__all__", None), list), f"mixbook.{name} has no __all__"
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert not missing, f"mixbook.{name}.__all__ names missing attributes: {missing}"
+        assert getattr(mixbook, name) is module, f"import mixbook does not reach mixbook.{name}"
+        assert name in mixbook.__all__, name
+    assert mixbook.ManifoldMixup is mixbook.manifold.ManifoldMixup
