@@ -85,6 +85,32 @@ def unit_interval(name: str, value: object, *, include_one: bool = False) -> flo
     return value
 
 
+def seed(name: str, value: object, *, upper: int | None = None) -> int:
+    """A seed: an integer (Python or NumPy) ``>= 0``, and ``< upper`` when given; returned as ``int``."""
+    import numpy as np
+
+    bound = ">= 0" if upper is None else f"in [0, {upper})"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer {bound}, got {type(value).__name__} {value!r}")
+    if value < 0 or (upper is not None and value >= upper):
+        raise ValueError(f"{name} must be an integer {bound}, got {value}")
+    return int(value)
+
+
+def floating_dtype(name: str, dtype: object) -> torch.dtype:
+    """A floating-point ``torch.dtype``."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point torch.dtype (float16, bfloat16, float32 or float64), "
+                        f"got {dtype!r}")
+    return dtype
+
+
+def weight_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype mixing weights are drawn in for inputs ``x``: float64 for float64 inputs, else float32
+    (half-precision and integer inputs get float32 weights, so λ is never rounded to 8 bits)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def positive_int(name: str, value: object) -> int:
     """An integer >= 1 (``bool`` refused; NumPy integers accepted and returned as ``int``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

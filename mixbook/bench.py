@@ -723,8 +723,7 @@ def run(
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
     min_time = _checks.positive_float("min_time", (0.002 if quick else 0.05) if min_time is None else min_time)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    _checks.seed("seed", seed)
     if log is not None and not callable(log):
         raise TypeError(f"log must be callable or None, got {type(log).__name__}")
     cases, skipped = make_cases(dev, quick=quick, batches=batches, dtypes=dtypes, include_large=include_large,

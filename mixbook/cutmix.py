@@ -149,7 +149,7 @@ def _sample(x, y, *, mixup_alpha, cutmix_alpha, switch_prob, prob, mode, correct
     k = {"batch": 1, "pair": b // 2, "elem": b}[mode]
     partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None, device=dev,
                    generator=generator)
-    lam_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    lam_dtype = _checks.weight_dtype(x)
     if mixup_alpha is not None and cutmix_alpha is not None:
         use_box = _random.rand((k,), device=dev, generator=generator) < switch_prob
         lam_cut = beta(cutmix_alpha, cutmix_alpha, (k,), device=dev, dtype=lam_dtype, generator=generator)

@@ -131,11 +131,7 @@ _TENSORS = ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val", "y_train
 
 # ---------------------------------------------------------------------- argument checks
 def _seed(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in [0, 2**32), got {type(value).__name__}")
-    if not 0 <= value < 2**32:
-        raise ValueError(f"{name} must be an int in [0, 2**32), got {value}")
-    return value
+    return _checks.seed(name, value, upper=2**32)
 
 
 def _non_negative_float(name: str, value: object) -> float:

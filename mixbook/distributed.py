@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import manifold, train
+from . import _checks, manifold, train
 
 __all__ = ["GlobalBatch", "gather"]
 
@@ -77,9 +77,7 @@ class GlobalBatch:
         if not callable(getattr(inner, "prepare", None)):
             raise TypeError(f"method must be a registered name or have a .prepare(...) (a mixbook.train.Step), "
                             f"got {inner!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        self.method, self.seed = inner, seed
+        self.method, self.seed = inner, _checks.seed("seed", seed)
         self._gen: torch.Generator | None = None
 
     def _shared(self, device: torch.device) -> torch.Generator:

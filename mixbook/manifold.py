@@ -136,9 +136,7 @@ class ManifoldMixup:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.generator = generator
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = _checks.seed("seed", seed)
         self._rng = random.Random(seed)
         self.last_layer: str | None = None
 

@@ -164,7 +164,7 @@ def sample(
     else:
         partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
                        device=x.device, generator=generator)
-    lam_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    lam_dtype = _checks.weight_dtype(x)
     lam = beta(alpha, alpha, (b if per_sample else 1,), device=x.device, dtype=lam_dtype, generator=generator)
     return Mixing(batch_size=b, partner=partner, lam=lam.expand(b))
 

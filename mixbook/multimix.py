@@ -61,10 +61,7 @@ DEFAULT_ALPHA = 1.0
 
 
 def _floating_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError("dtype must be a floating-point torch.dtype (float16, bfloat16, float32 or float64), "
-                        f"got {dtype!r}")
-    return dtype
+    return _checks.floating_dtype("dtype", dtype)
 
 
 def _floating(name: str, t: object, ndim: int | tuple[int, ...], shape_text: str) -> torch.Tensor:
@@ -142,7 +139,7 @@ def sample(
     b = x.shape[0]
     _checks.optional_companion("y", y, x)
     n = b if n is None else _checks.positive_int("n", n)
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dtype = _checks.weight_dtype(x)
     w = weights(b, n, alpha, device=x.device, dtype=dtype, generator=generator)
     return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
 

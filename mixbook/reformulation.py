@@ -72,7 +72,7 @@ def sample(
             raise ValueError(f"partners must have x's trailing shape {tuple(x.shape[1:])}, got {tuple(partners.shape[1:])}")
         size = partners.shape[0]
         partner = _random.randint(size, (b,), device=x.device, generator=generator)
-    lam_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    lam_dtype = _checks.weight_dtype(x)
     lam = beta(alpha + 1, alpha, (b if per_sample else 1,), device=x.device, dtype=lam_dtype, generator=generator)
     return Mixing(batch_size=b, partner=partner, lam=lam.expand(b), partner_size=size)
 

@@ -7,14 +7,13 @@ import random
 import numpy as np
 import torch
 
+from . import _checks
+
 __all__ = ["resolve_device", "setup", "generator"]
 
 
 def _check_seed(seed: object) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int >= 0, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed}")
+    _checks.seed("seed", seed)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -500,9 +500,7 @@ class ManifoldMixupMethod(_Prepared):
         self.layers = tuple(layers)
         self.alpha = _checks.positive_float("alpha", alpha)
         self.per_sample = _checks.boolean("per_sample", per_sample)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = _checks.seed("seed", seed)
         self._mm: manifold.ManifoldMixup | None = None
 
     def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
@@ -599,10 +597,7 @@ def generators(seed: int, device: str | torch.device = "cpu", rank: int | None =
     """
     import numpy as np
 
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer >= 0, got {type(seed).__name__} {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed}")
+    seed = _checks.seed("seed", seed)
     dev = torch.device(device)
     if rank is not None:
         return _rank_streams(seed, dev, rank)[::2]

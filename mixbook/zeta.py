@@ -61,10 +61,7 @@ GAMMA_STAR = 1.7286472389981835
 
 
 def _floating_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError("dtype must be a floating-point torch.dtype (float16, bfloat16, float32 or float64), "
-                        f"got {dtype!r}")
-    return dtype
+    return _checks.floating_dtype("dtype", dtype)
 
 
 def pseries(
@@ -199,7 +196,7 @@ def sample(
     gamma = _checks.positive_float("gamma", gamma)
     b = x.shape[0]
     _checks.optional_companion("y", y, x)
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dtype = _checks.weight_dtype(x)
     w = weights(b, gamma, n=n, dominant=dominant, device=x.device, dtype=dtype, generator=generator)
     return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
 
