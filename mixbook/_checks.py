@@ -73,6 +73,16 @@ def positive_float(name: str, value: object) -> float:
     return value
 
 
+def non_negative_float(name: str, value: object) -> float:
+    """A finite real number >= 0 (``bool`` and tensors are refused; NumPy scalars are accepted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number >= 0, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
 def unit_interval(name: str, value: object, *, include_one: bool = False) -> float:
     """A real number in ``[0, 1)`` (or ``[0, 1]`` with ``include_one``); NumPy scalars are accepted."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -134,15 +134,6 @@ def _seed(name: str, value: object) -> int:
     return _checks.seed(name, value, upper=2**32)
 
 
-def _non_negative_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number >= 0, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
-
-
 def _open_unit_interval(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number in (0, 1), got {type(value).__name__}")
@@ -184,7 +175,7 @@ def two_moons(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, seed:
     if n_train < 2:
         raise ValueError(f"n_train must be an int >= 2 (the standardisation needs two points), got {n_train}")
     n_test = _checks.positive_int("n_test", n_test)
-    noise = _non_negative_float("noise", noise)
+    noise = _checks.non_negative_float("noise", noise)
     seed = _seed("seed", seed)
 
     rng = np.random.RandomState(seed)

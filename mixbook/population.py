@@ -284,7 +284,9 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
     not a lambda). Results do not depend on ``workers``.
 
     Args:
-        jobs: ``{key: keyword arguments of repeat}`` (of ``fn``, when given).
+        jobs: ``{key: keyword arguments of repeat}`` (of ``fn``, when given); a job may instead be a
+            zero-argument callable, run as it is, so other work shares the pool, e.g.
+            ``functools.partial(mixbook.gan.train, "mixup", seeds=[0, 1])``.
         workers: processes, ≥ 1 (1: in this process, one after another).
         fn: the function each job calls instead of :func:`repeat`, e.g.
             :func:`mixbook.manifold.repeat_decomposed`; with ``workers > 1`` it must be importable
@@ -300,8 +302,12 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
         fn = repeat
     elif not callable(fn):
         raise TypeError(f"fn must be a callable, got {type(fn).__name__}")
+    for key, job in jobs.items():
+        if not (isinstance(job, Mapping) or callable(job)):
+            raise TypeError(f"jobs[{key!r}] must be a mapping of keyword arguments or a zero-argument callable, "
+                            f"got {type(job).__name__}")
     if workers == 1 or len(jobs) <= 1:
-        return {key: fn(**kwargs) for key, kwargs in jobs.items()}
+        return {key: _run_job(fn, job) for key, job in jobs.items()}
     import multiprocessing
     import pickle
     from concurrent.futures import ProcessPoolExecutor
@@ -315,5 +321,9 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=torch.set_num_threads,
                              initargs=(1,)) as pool:
-        futures = {key: pool.submit(fn, **kwargs) for key, kwargs in jobs.items()}
+        futures = {key: pool.submit(_run_job, fn, job) for key, job in jobs.items()}
         return {key: f.result() for key, f in futures.items()}
+
+
+def _run_job(fn: Callable[..., Any], job: Mapping[str, Any] | Callable[[], Any]) -> Any:
+    return fn(**job) if isinstance(job, Mapping) else job()

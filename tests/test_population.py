@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from mixbook import data, models, population, train
+from mixbook import data, gan, models, population, train
 
 MLP_LAYERS = ["input", "features.2", "features.4"]
 
@@ -113,6 +113,8 @@ def test_bad_arguments():
         population.repeat(mlp, split, {"ERM": "erm"}, [0], epochs=0)
     with pytest.raises(ValueError, match="workers"):
         population.run_all({}, workers=0)
+    with pytest.raises(TypeError, match="zero-argument callable"):
+        population.run_all({"a": 3})
     with pytest.raises(TypeError, match="cannot be sent to a worker"):
         population.run_all({"a": dict(model_fn=lambda: mlp(), data=split, methods={"ERM": "erm"}, seeds=[0]),
                             "b": dict(model_fn=mlp, data=split, methods={"ERM": "erm"}, seeds=[0])}, workers=2)
@@ -124,11 +126,13 @@ def test_run_all_in_two_processes_equals_one():
     jobs = {name: dict(model_fn=mlp, data=sub, methods={"ERM": "erm", "mixup": train.make_method("mixup", alpha=0.2)},
                        seeds=[0, 1], epochs=2, device="cpu", progress=False)
             for name, sub in (("all", split), ("small", data.training_subset(split, 0.3)))}
+    jobs["gan"] = functools.partial(gan.train, "mixup", seeds=[0], steps=5, n_samples=20)  # a callable job
     one = population.run_all(jobs, workers=1)
     two = population.run_all(jobs, workers=2)
-    assert list(two) == ["all", "small"]
-    for key in jobs:
+    assert list(two) == ["all", "small", "gan"]
+    for key in ("all", "small"):
         _compare(one[key], two[key], ["train_loss", "accuracy", "val_accuracy"], atol=1e-5)
+    torch.testing.assert_close(one["gan"][0].samples, two["gan"][0].samples)
 
 
 def test_return_models_gives_the_trained_networks():
