@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e '.[book,test]'
 	@touch $(STAMP)
 
-## The whole suite: unit, property, GPU (skipped without CUDA), notebooks and the book build.
+## The whole suite: unit, property, GPU (skipped without CUDA), notebooks and the book build, in two
+## pytest-xdist workers (the chapters' re-executions are long and independent; the tests that read
+## the built book share one worker, so it is built once). `make test XDIST=0` runs it in one process.
+XDIST ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter 0,$(XDIST)),,-n $(XDIST) --dist loadgroup) $(PYTEST_ARGS)
 
 ## Everything but the notebook tests.
 test-fast: $(STAMP)

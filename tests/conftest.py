@@ -71,3 +71,10 @@ def built_book(tmp_path_factory) -> BookBuild:
         capture_output=True, text=True,
     )
     return BookBuild(proc.returncode, proc.stdout[-6000:] + proc.stderr[-3000:], out / "_build" / "html")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests (the chapters' executions and the book build, marked ``notebook``) first, the
+    rest in their collected order: under ``make test``'s two xdist workers the short unit tests then
+    fill in at the end instead of one worker finishing alone on the last chapter."""
+    items.sort(key=lambda item: item.get_closest_marker("notebook") is None)

@@ -33,7 +33,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-pytestmark = pytest.mark.notebook
+# xdist_group: under `make test` (pytest -n 2 --dist loadgroup) every user of the built_book fixture
+# runs in one worker, so the book is built once.
+pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("book")]
 
 ROOT = Path(__file__).resolve().parents[1]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

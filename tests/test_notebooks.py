@@ -153,6 +153,7 @@ def test_nbval(path: Path):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.xdist_group("book")  # the worker that runs tests/test_browser.py: one build
 def test_book_builds_from_committed_outputs(built_book):
     """jupyter-book build with execution off, warnings as errors, nitpicky (the session's
     ``built_book`` fixture, shared with tests/test_browser.py)."""
