@@ -476,7 +476,7 @@ def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) ->
         return zeta.sample(x, gamma=ZETA_GAMMA).apply(x)
 
     tv_mixup, tv_cutmix = v2.MixUp(alpha=ALPHA, num_classes=c), v2.CutMix(alpha=ALPHA, num_classes=c)
-    w = zeta.weights(b, ZETA_GAMMA, device=dev).to(x.dtype)
+    w = zeta.weights(b, gamma=ZETA_GAMMA, device=dev).to(x.dtype)
     flat = x.reshape(b, -1)
     ops = {
         "copy": _Op(x.clone, "baseline", "copy"),
@@ -514,7 +514,7 @@ def _embedding_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]
     def mixbook_multimix():
         return multimix.sample(z, n=n, alpha=ALPHA).apply(z)
 
-    w = multimix.weights(b, n, ALPHA, device=dev).to(z.dtype)
+    w = multimix.weights(b, n=n, alpha=ALPHA, device=dev).to(z.dtype)
     ops = {
         "copy": _Op(z.clone, "baseline", "copy"),
         "mixbook_multimix": _Op(mixbook_multimix, "mixbook", "dense", True),

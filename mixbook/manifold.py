@@ -26,7 +26,6 @@ The rest of the module is the analysis of the book's chapter:
 
 from __future__ import annotations
 
-import difflib
 import random
 from collections.abc import Callable, Sequence
 
@@ -35,10 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks, mixup
+from . import steps
 from .mixing import Mixing
 
-INPUT = "input"
-"""The layer name that means "mix the input itself" (input mixup)."""
+from .hooks import INPUT, check_layers, check_not_compiled, resolve, submodule, transform_at, unwrap  # noqa: F401
 
 KEEP = ("all", "usual", "cross", "none")
 """The choices of :func:`decomposed_loss`'s ``keep``."""
@@ -228,213 +227,6 @@ class ManifoldMixup:
     def __repr__(self) -> str:
         return (f"ManifoldMixup({type(self.model).__name__}, layers={list(self.layers)}, alpha={self.alpha}, "
                 f"per_sample={self.per_sample}, pairing={self.pairing!r}, seed={self.seed})")
-
-
-def transform_at(
-    model: nn.Module,
-    x: torch.Tensor,
-    layer: str,
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    *,
-    batch_size: int | None = None,
-    module: nn.Module | None = None,
-) -> torch.Tensor:
-    """``model(x)`` with ``fn`` applied to the output of the module at path ``layer``.
-
-    The engine under :meth:`ManifoldMixup.mix_at`, and under the embedding-space MultiMix and
-    dense MultiMix training methods (:mod:`mixbook.train`): a forward hook replaces the output
-    ``h`` ``(b, *)`` of ``layer`` by ``fn(h)`` ``(n, *)`` (``n`` may differ from ``b``: the rest of
-    the network then runs on ``n`` examples). The hook exists only during this call.
-
-    Args:
-        model: any ``nn.Module``.
-        x: the batch ``model`` takes.
-        layer: ``"input"`` (then this is ``model(fn(x))``) or a module path accepted by
-            ``model.get_submodule``; an unknown path raises ``ValueError`` listing valid ones.
-        fn: the transform of the layer's output.
-        batch_size: if given, the layer's output must have this many rows (``TypeError``
-            otherwise).
-        module: the module at ``layer`` if the caller has it already (skips the lookup).
-
-    Returns:
-        The model's output with the transform in place: ``(n, *)`` logits when ``fn`` maps the
-        ``b`` rows of the layer to ``n`` rows (``(b, *)`` when it keeps them).
-
-    Raises:
-        RuntimeError: the module ran more than once in the forward pass (a shared module), or
-            never.
-        TypeError: its output is not one floating tensor with the batch first.
-    """
-    if not isinstance(layer, str):
-        raise TypeError(f"layer must be a module path (str), got {type(layer).__name__}")
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    if layer == INPUT:
-        return model(fn(x))
-    if module is None:
-        (layer,) = check_layers(model, [layer])
-        module = submodule(model, layer)
-    check_not_compiled(model, layer)
-    calls = 0
-
-    def hook(mod: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
-            raise RuntimeError(
-                f"manifold mixup: layer {layer!r} ({type(mod).__name__}) was called more than once in "
-                f"one forward pass (a shared module?); its output would be mixed twice. Choose a module "
-                f"that runs once, e.g. the enclosing block"
-            )
-        if not isinstance(output, torch.Tensor):
-            raise TypeError(
-                f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {type(output).__name__}, "
-                f"not a tensor; only a module whose output is one tensor (b, *) can be mixed"
-            )
-        if output.ndim < 1 or not output.is_floating_point() or \
-                (batch_size is not None and output.shape[0] != batch_size):
-            want = "the batch" if batch_size is None else f"the batch of {batch_size}"
-            raise TypeError(
-                f"manifold mixup: layer {layer!r} ({type(mod).__name__}) returned a {output.dtype} tensor of "
-                f"shape {tuple(output.shape)}; it must be floating with {want} first"
-            )
-        return fn(output)
-
-    handle = module.register_forward_hook(hook)
-    try:
-        out = model(x)
-    finally:
-        handle.remove()
-    if calls == 0:
-        raise RuntimeError(
-            f"manifold mixup: layer {layer!r} ({type(module).__name__}) was never called by "
-            f"{type(model).__name__}.forward, so nothing was mixed; choose a module that runs (if the model "
-            f"is run through torch.compile, its forward hooks do not run: pass the uncompiled model)"
-        )
-    return out
-
-
-def unwrap(model: nn.Module) -> tuple[str, nn.Module]:
-    """``(prefix, inner)``: the module a wrapper holds and the path prefix that leads to it.
-
-    ``DistributedDataParallel`` and ``DataParallel`` hold the user's network at ``module``,
-    ``torch.compile(model)`` at ``_orig_mod``; wrappers nest (``DDP(torch.compile(net))``
-    gives ``"module._orig_mod."``). An unwrapped model gives ``("", model)``.
-    """
-    import sys
-
-    prefix = ""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            prefix, model = prefix + "module.", model.module
-            continue
-        eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # no compiled model without it
-        if eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
-            prefix, model = prefix + "_orig_mod.", model._orig_mod
-            continue
-        return prefix, model
-
-
-def resolve(model: nn.Module, path: str) -> str:
-    """The path of the user's layer ``path`` on ``model``, through DDP and compile wrappers.
-
-    ``path`` names a submodule of the user's network (``"features.2"``); on
-    ``DistributedDataParallel(net)`` it is ``"module.features.2"``, on ``torch.compile(net)``
-    ``"_orig_mod.features.2"``. A path that already resolves on ``model`` itself, ``"input"``
-    and a path unknown to both are returned unchanged (:func:`check_layers` reports those).
-    """
-    if path == INPUT or not path:
-        return path
-    prefix, inner = unwrap(model)
-    if not prefix:
-        return path
-    try:
-        inner.get_submodule(path)
-    except AttributeError:
-        return path
-    return prefix + path
-
-
-def submodule(model: nn.Module, path: str) -> nn.Module:
-    """``model.get_submodule(resolve(model, path))``: the user's layer, wrapped model or not."""
-    return model.get_submodule(resolve(model, path))
-
-
-def check_not_compiled(model: nn.Module, layer: str = "") -> None:
-    """Refuse a compiled model, or a compiled module on the path to ``layer``.
-
-    Manifold mixup (and every hidden-layer method) mixes through a forward hook registered for
-    one call. A model returned by ``torch.compile(model)``, or one on which
-    ``module.compile()`` was called (itself or a parent of ``layer``), runs a compiled graph
-    that does not call hooks added after it was traced: the mixing would silently not happen.
-
-    Raises:
-        TypeError: naming the compiled module and what to pass instead.
-    """
-    from torch._dynamo.eval_frame import OptimizedModule
-
-    if layer == INPUT:
-        return  # input mixup mixes before the model runs: no hook
-    user_layer, layer = layer, resolve(model, layer)
-    parts = layer.split(".") if layer else []
-    for i in range(len(parts) + 1):
-        path = ".".join(parts[:i])
-        try:
-            mod = model.get_submodule(path)
-        except AttributeError:
-            return  # check_layers reports bad paths
-        if isinstance(mod, OptimizedModule) or getattr(mod, "_compiled_call_impl", None) is not None:
-            where = "model" if not path else f"module {path!r} of the model"
-            orig = " (model._orig_mod for torch.compile(model))" if isinstance(mod, OptimizedModule) and not path else ""
-            raise TypeError(
-                f"manifold mixup: the {where} is compiled (torch.compile / nn.Module.compile); its compiled graph "
-                f"does not run the forward hook that mixes layer {user_layer!r}, so nothing would be mixed. "
-                f"Pass the uncompiled module{orig}: hidden-layer mixing needs eager forward hooks"
-            )
-
-
-def check_layers(model: nn.Module, layers: object) -> tuple[str, ...]:
-    """Validate candidate layer names for ``model``; return them as a tuple.
-
-    Raises ``TypeError`` unless ``layers`` is a sequence of strings (a bare string is refused),
-    and ``ValueError`` for an empty sequence, a duplicate, the empty path (the model itself:
-    its output is the logits) or a path that ``model.get_submodule`` does not know; the
-    message names the bad path and lists close matches and a few valid paths.
-    """
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-        raise TypeError(f"layers must be a sequence of module paths such as ['input', 'features.1'], got {layers!r}")
-    if len(layers) == 0:
-        raise ValueError("layers must name at least one layer (a module path or 'input')")
-    wrapper = model
-    _, model = unwrap(model)   # paths name the user's network, also through DDP / compile wrappers
-    valid = [INPUT] + [name for name, _ in model.named_modules() if name]
-    out = []
-    for path in layers:
-        if not isinstance(path, str):
-            raise TypeError(f"layers must hold module paths (str), got {type(path).__name__} {path!r}")
-        if path in out:
-            raise ValueError(f"layers names {path!r} twice; each candidate must be distinct")
-        if path != INPUT:
-            ok = bool(path)
-            if ok:
-                try:
-                    model.get_submodule(path)
-                except AttributeError:
-                    try:
-                        wrapper.get_submodule(path)   # a full path on the wrapper ("module.features")
-                    except AttributeError:
-                        ok = False
-            if not ok:
-                close = difflib.get_close_matches(path, valid, n=3, cutoff=0.5)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                shown = sorted(valid, key=lambda name: name.count("."))[:10]  # shallowest first (stable)
-                more = f" ... ({len(valid)} in all, see model.named_modules())" if len(valid) > len(shown) else ""
-                raise ValueError(
-                    f"layers: {path!r} is not a submodule of {type(model).__name__}{hint}. "
-                    f"Valid paths: {shown}{more}"
-                )
-        out.append(path)
-    return tuple(out)
 
 
 # ====================================================================== the gradient
@@ -717,7 +509,7 @@ def flatness(features: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-__all__ = ["INPUT", "KEEP", "ManifoldMixup", "transform_at", "check_layers", "gradient_terms", "decomposed_loss", "flatness"]
+__all__ = ["KEEP", "ManifoldMixup", "gradient_terms", "decomposed_loss", "flatness"]
 
 
 # ====================================================================== the experiment
@@ -888,3 +680,28 @@ def repeat_decomposed(
 
 
 __all__ += ["MODES", "fit_decomposed", "repeat_decomposed"]
+
+
+@steps.register("manifold_mixup")
+def training_method(layers: Sequence[str], alpha: float = 2.0, per_sample: bool = False,
+                    seed: int = 0) -> steps.SamplerMethod:
+    """Manifold mixup (Verma et al. 2019) as a training method (``make_method("manifold_mixup", ...)``).
+
+    At each step the batch's mixing is drawn with :func:`mixbook.mixup.sample` (λ ~ Beta(α, α),
+    partners from ``fit``'s generator), then one layer uniformly from ``layers`` (host RNG seeded
+    with ``seed``, as :class:`ManifoldMixup` does); the loss is the λ-weighted cross-entropy.
+
+    Args:
+        layers: candidate module paths of the trained model (``"input"`` = input mixup), e.g.
+            ``["input", "features.2", "features.4"]`` for ``models.MLP(2, 2, (h, h))`` (the outputs
+            of its ReLUs: mixing right after a Linear equals mixing its input). They are checked
+            against the model at its first step (``ValueError`` for a bad path).
+        alpha: α > 0 of Beta(α, α) (the paper uses 2).
+        per_sample: one λ per example instead of per batch.
+        seed: seed of the layer choice; a new model restarts the layer sequence from it.
+    """
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not layers \
+            or not all(isinstance(name, str) for name in layers):
+        raise TypeError(f"layers must be a non-empty list of module paths (str), got {layers!r}")
+    return steps.SamplerMethod(mixup.sample, at=tuple(layers), loss="mixed", layer_seed=seed, alpha=alpha,
+                               per_sample=per_sample)

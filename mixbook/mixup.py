@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks, _random
+from . import steps
 from .distributions import beta
 from .mixing import Mixing, MixingTransform
 
@@ -217,3 +218,16 @@ class MixUp(MixingTransform):
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, num_classes={self.num_classes}, per_sample={self.per_sample}, "
                 f"pairing={self.pairing!r}, smoothing={self.smoothing}")
+
+
+@steps.register("mixup")
+def training_method(alpha: float = 1.0, per_sample: bool = False, pairing: str = "random",
+                    loss: str = "mixed") -> steps.SamplerMethod:
+    """Input mixup (Zhang et al. 2018) as a training method (``make_method("mixup", ...)``).
+
+    :func:`sample` at the input; ``loss="mixed"`` (λ-weighted integer-target cross-entropy, the
+    default) or ``"soft"`` (soft-target cross-entropy on ``Mixing.targets``), equal in value and
+    gradient. ``alpha``, ``per_sample`` and ``pairing`` are :func:`sample`'s.
+    """
+    return steps.SamplerMethod(sample, loss=_checks.choice("loss", loss, ("soft", "mixed")), alpha=alpha,
+                               per_sample=per_sample, pairing=pairing)

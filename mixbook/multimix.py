@@ -50,6 +50,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks
+from . import steps
 from .distributions import dirichlet
 from .mixing import Mixing, MixingTransform
 
@@ -79,9 +80,9 @@ def _floating(name: str, t: object, ndim: int | tuple[int, ...], shape_text: str
 # ---------------------------------------------------------------------- MultiMix
 def weights(
     b: int,
-    n: int,
-    alpha: float = DEFAULT_ALPHA,
     *,
+    alpha: float = DEFAULT_ALPHA,
+    n: int | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
@@ -90,9 +91,9 @@ def weights(
 
     Args:
         b: number of inputs (columns), ``b >= 1``.
-        n: number of outputs (rows), ``n >= 1``; any ``n``, in particular ``n > b``
-            (the paper: ``n = 1000`` from ``b = 128``).
         alpha: Dirichlet concentration α > 0 (finite); 1 is uniform on the simplex.
+        n: number of outputs (rows), ``n >= 1`` (default ``b``); any ``n``, in particular
+            ``n > b`` (the paper: ``n = 1000`` from ``b = 128``).
         device: where to build ``W`` (default CPU).
         dtype: floating dtype of ``W`` (fp16/bf16 are drawn in float32 and rounded once).
         generator: optional ``torch.Generator`` on that device.
@@ -101,7 +102,7 @@ def weights(
         ``(n, b)`` tensor, non-negative, rows summing to 1. ``b = 1`` gives a column of ones.
     """
     b = _checks.positive_int("b", b)
-    n = _checks.positive_int("n", n)
+    n = b if n is None else _checks.positive_int("n", n)
     alpha = _checks.positive_float("alpha", alpha)
     dtype = _floating_dtype(dtype)
     device = torch.empty(0, device=device).device if device is not None else torch.device("cpu")
@@ -140,7 +141,7 @@ def sample(
     _checks.optional_companion("y", y, x)
     n = b if n is None else _checks.positive_int("n", n)
     dtype = _checks.weight_dtype(x)
-    w = weights(b, n, alpha, device=x.device, dtype=dtype, generator=generator)
+    w = weights(b, n=n, alpha=alpha, device=x.device, dtype=dtype, generator=generator)
     return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
 
 
@@ -202,7 +203,7 @@ def dense_weights(base: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
 
     Args:
         base: ``(r, n, b)`` or ``(n, b)`` row-stochastic weights, e.g.
-            ``weights(b, r * n, α).reshape(r, n, b)`` or :func:`weights`.
+            ``weights(b, n=r * n, alpha=α).reshape(r, n, b)`` or :func:`weights`.
         attention: ``(b, r)`` non-negative, finite attention of each example at each of ``r``
             positions (e.g. :func:`cam_attention`), on ``base``'s device. Values are checked on
             the CPU only (see :mod:`mixbook._checks`).
@@ -320,3 +321,31 @@ def cam_attention(features: torch.Tensor, head_weight: torch.Tensor, labels: tor
         ok = total > 0
         uniform = torch.full_like(cam, 1.0 / cam.shape[1])
         return torch.where(ok, cam / torch.where(ok, total, torch.ones_like(total)), uniform)
+
+
+@steps.register("multimix")
+def training_method(alpha: float = DEFAULT_ALPHA, n: int | None = None, layer: str = "features",
+                    clean: bool = True) -> steps.SamplerMethod:
+    """MultiMix (Venkataramanan et al. 2023) as a training method (``make_method("multimix", ...)``).
+
+    ``n`` Dirichlet(α) mixes of the whole batch (:func:`sample`) applied to the output of
+    ``layer`` (by default ``"features"``, the embedding of the book's models, as in the paper;
+    ``"input"`` mixes the inputs); the rest of the network runs on the ``n`` mixed rows, and the
+    loss is the soft-target cross-entropy over all ``n`` outputs against ``W·onehot(y)``. With
+    ``clean`` (the default) the ``b`` unmixed rows go through the rest of the network too (one
+    concatenated pass) and their cross-entropy is added: ``CE(clean) + CE_soft(mixed)``.
+
+    Why ``clean`` matters: a Dirichlet(α) row over ``b`` examples has its largest weight near
+    ``H_b / b`` for α = 1 (0.07 at b = 64), so every mixed target is close to the batch's label
+    histogram; trained on those alone, the network can settle on one embedding for every input
+    (chapter 5 shows the collapse on digits). The clean term keeps the examples apart.
+
+    Args:
+        alpha: α > 0 of the Dirichlet (the paper: 1).
+        n: outputs per batch (``None``: the batch size; the paper uses 1000 from b = 128).
+        layer: ``"input"`` or a module path of the trained model (checked at the first step).
+        clean: add the cross-entropy of the unmixed batch.
+    """
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a module path (str) or 'input', got {type(layer).__name__}")
+    return steps.SamplerMethod(sample, at=layer, loss="soft", clean=clean, alpha=alpha, n=n)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks, _random
+from . import steps
 from .distributions import beta
 from .mixing import Mixing
 
@@ -36,6 +37,7 @@ FORMS = ("symmetric", "reformulated", "wrong_order")
 
 def sample(
     x: torch.Tensor,
+    y: torch.Tensor | None = None,
     *,
     alpha: float = 1.0,
     partners: torch.Tensor | None = None,
@@ -46,6 +48,10 @@ def sample(
 
     Args:
         x: ``(b, *)`` batch (its size and device are used).
+        y: optional ``(b,)`` or ``(b, C)`` labels of ``x``, checked against ``x`` but not used to
+            draw: the reformulation keeps each example's own label, so the draw needs none. It
+            is there so that every sampler has the signature ``sample(x, y=None, *, generator,
+            **hp)``.
         alpha: α > 0.
         partners: optional ``(m, *)`` separate batch (e.g. unlabelled examples) of any size
             ``m``; each output's partner is drawn uniformly from it, with replacement.
@@ -58,6 +64,7 @@ def sample(
         is given); apply it with ``m.apply(x)`` or ``m.apply(x, partners)``.
     """
     x = _checks.non_empty("x", x)
+    _checks.optional_companion("y", y, x)
     alpha = _checks.positive_float("alpha", alpha)
     per_sample = _checks.boolean("per_sample", per_sample)
     _checks.generator(generator, x.device)
@@ -230,3 +237,17 @@ def agreement(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[st
         out["grad_z_over_4"] = float((z.abs() > 4).double().mean())
         out["cosine"] = float(F.cosine_similarity(a["grad"], b["grad"], dim=0))
     return out
+
+
+@steps.register("reformulation")
+def training_method(alpha: float = 1.0, unlabelled: torch.Tensor | None = None) -> steps.SamplerMethod:
+    """The reformulation as a training method (``make_method("reformulation", ...)``).
+
+    :func:`sample` at the input (λ ~ Beta(α + 1, α)), scored by the plain cross-entropy against
+    the kept (first) label. ``unlabelled``: optional ``(m, *)`` pool of unlabelled inputs; if
+    given, every example's partner is drawn uniformly from it (the semi-supervised form),
+    otherwise from the batch. The pool is moved to the training device once and never modified.
+    """
+    if unlabelled is not None:
+        unlabelled = _checks.batch("unlabelled", unlabelled)
+    return steps.SamplerMethod(sample, loss="kept", partners=unlabelled, alpha=alpha)

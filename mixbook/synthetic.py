@@ -19,7 +19,9 @@ from .mixing import Mixing
 
 __all__ = ["Sampler", "SyntheticSet", "synthetic_set"]
 
-Sampler = Callable[[torch.Tensor, torch.Tensor, torch.Generator], Mixing]
+Sampler = Callable[..., Mixing]
+"""A sampler: ``sampler(x, y, *, generator=g) -> Mixing``, the signature of every ``sample`` in the
+package, so ``functools.partial(mixbook.zeta.sample, gamma=2.8)`` is one."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ def synthetic_set(
     Args:
         x: ``(N, *)`` data; y: ``(N,)`` integer labels.
         num_classes: ``C``.
-        sampler: ``(x_batch, y_batch, generator) -> Mixing``.
+        sampler: ``sampler(x_batch, y_batch, *, generator=g) -> Mixing``, e.g.
+            ``functools.partial(mixbook.mixup.sample, alpha=1.0)`` (see :data:`Sampler`).
         size: number of synthetic examples wanted (the last batch is trimmed).
         batch_size: examples per batch (drawn without replacement within a batch).
         generator: optional ``torch.Generator`` on ``x``'s device.
@@ -80,7 +83,9 @@ def synthetic_set(
     while have < size:
         idx = torch.randperm(x.shape[0], device=x.device, generator=generator)[:batch_size]
         xb, yb = x[idx], y[idx]
-        m = sampler(xb, yb, generator)
+        m = sampler(xb, yb, generator=generator)
+        if not isinstance(m, Mixing):
+            raise TypeError(f"sampler must return a mixbook.mixing.Mixing, got {type(m).__name__}")
         xs.append(m.apply(xb))
         softs.append(m.targets(yb, num_classes))
         doms.append(yb[m.dense().argmax(dim=1)])

@@ -1,9 +1,12 @@
-"""One training loop for every chapter: :func:`fit`, and the registry of training methods.
+"""One training loop for every chapter: :func:`fit`, :func:`repeat`, :class:`History`, and the registry.
 
-A *method* turns a mini-batch into a loss. ERM is ``CE(f(x), y)``; every mixing method samples
-a :class:`~mixbook.mixing.Mixing`, applies it to the inputs (or, for manifold methods, to a
-hidden layer) and scores the outputs against the mixed targets. Chapters add methods with
-:func:`register`; :func:`fit` and :func:`repeat` take a registered name or an instance.
+A *method* turns a mini-batch into a loss. ERM is ``CE(f(x), y)``; every mixing method is a
+:class:`~mixbook.steps.SamplerMethod`, built from its module's sampler, where to mix and a loss
+form, and registered next to that sampler (``"mixup"`` in :mod:`mixbook.mixup`,
+``"reformulation"``, ``"zeta"``, ``"multimix"``, ``"manifold_mixup"`` in :mod:`mixbook.manifold`).
+This module keeps the methods that are not a sampler (ERM, dense MultiMix, torchvision's
+CutMix). :func:`fit` and :func:`repeat` take a registered name (:func:`make_method`) or an
+instance; the registry is :data:`METHODS`, extended with :func:`register`.
 """
 
 from __future__ import annotations
@@ -11,153 +14,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import _checks, manifold, metrics, mixup, multimix, reformulation, zeta
+from . import _checks, hooks, metrics, multimix
+# the mixing modules register their training methods (mixbook.steps.register) when imported
+from . import manifold, mixup, reformulation, zeta  # noqa: F401
 from .data import Split
 from .losses import _one_hot, soft_cross_entropy
-from .mixing import Mixing
 from .runtime import resolve_device
+from .steps import (METHODS, Method, SamplerMethod, Step, _Prepared, ce, clean_plus_soft_ce, make_method,  # noqa: F401
+                    mix_dense, mix_dense_with_clean, mix_pairwise, mixed_ce, register, run_step, soft_ce)
 
 __all__ = ["Method", "Step", "run_step", "ce", "soft_ce", "mixed_ce", "clean_plus_soft_ce", "mix_pairwise",
-    "mix_dense", "mix_dense_with_clean", "METHODS", "register", "make_method", "ERM", "Mixup", "Reformulated",
-    "Zeta", "MultiMixMethod", "DenseMultiMixMethod", "dense_multimix", "dense_multimix_pooled",
-    "CutMixMethod", "ManifoldMixupMethod", "History", "predict", "evaluate_split", "generators",
-    "optimizer_and_schedule", "fit", "repeat", "summarize"]
-
-
-class Method(Protocol):
-    """A training method: the loss of one mini-batch."""
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True, eq=False)
-class Step:
-    """One training step of a method, prepared before the forward pass.
-
-    A method's ``prepare`` draws everything random for the step (λ, partners, the layer, a
-    box) and returns a ``Step``; :func:`run_step` runs the model on ``inputs`` with
-    ``mix(h, *args)`` applied to the output ``h`` of ``layer``, and
-    ``loss(logits, *loss_args)`` scores the logits. Splitting the step this way lets
-    :mod:`mixbook.population` run many members' steps as one vectorised call: ``mix`` and
-    ``loss`` are pure functions of their arguments (the step's tensors go in ``args`` and
-    ``loss_args``, never in a closure), so they run under ``torch.func.vmap``.
-
-    Attributes:
-        inputs: what the model is called on (already mixed for input-level methods).
-        loss: ``loss(logits, *loss_args) -> scalar``, e.g. :func:`ce`, :func:`soft_ce`.
-        loss_args: the targets ``loss`` needs.
-        layer: ``"input"`` (no hidden transform) or a module path of the model.
-        mix: ``mix(h, *args) -> h'`` applied at ``layer`` (``None`` with ``"input"``).
-        args: the tensors ``mix`` needs (partners, λ, a mixing matrix…).
-    """
-
-    inputs: torch.Tensor
-    loss: Callable[..., torch.Tensor]
-    loss_args: tuple[torch.Tensor, ...]
-    layer: str = manifold.INPUT
-    mix: Callable[..., torch.Tensor] | None = None
-    args: tuple[torch.Tensor, ...] = ()
-
-    def score(self, logits: torch.Tensor) -> torch.Tensor:
-        """``loss(logits, *loss_args)``."""
-        return self.loss(logits, *self.loss_args)
-
-
-def run_step(model: Callable[[torch.Tensor], torch.Tensor], step: Step, *, module: nn.Module | None = None) -> torch.Tensor:
-    """The logits of ``model`` for a prepared :class:`Step`.
-
-    ``module`` is the submodule at ``step.layer`` when the caller has it (``model`` may then be
-    any callable that runs the network, e.g. a ``functional_call``).
-    """
-    if step.mix is None:
-        return model(step.inputs)
-    if module is None and isinstance(model, nn.Module):
-        module = manifold.submodule(model, step.layer)  # prepare() checked the path (DDP/compile-aware)
-    args = step.args
-    return manifold.transform_at(model, step.inputs, step.layer, lambda h: step.mix(h, *args), module=module)
-
-
-# ---------------------------------------------------------------------- the steps' pure pieces
-# Unchecked: the methods build their targets themselves, valid by construction (and a value
-# check cannot run under vmap). Same arithmetic as mixbook.losses.
-def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``CE(logits, y)`` with integer labels, mean over the batch."""
-    return F.cross_entropy(logits, y)
-
-
-def soft_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Soft-target cross-entropy, mean over the batch (:func:`mixbook.soft_cross_entropy`)."""
-    return F.cross_entropy(logits, targets.to(logits.dtype))
-
-
-def mixed_ce(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """``λ CE(z, y) + (1 − λ) CE(z, y')``, mean (:func:`mixbook.mixed_cross_entropy`)."""
-    ce_a = F.cross_entropy(logits, y, reduction="none")
-    ce_b = F.cross_entropy(logits, y_partner, reduction="none")
-    return (ce_b + lam.to(logits.dtype) * (ce_a - ce_b)).mean()
-
-
-def clean_plus_soft_ce(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``CE(logits[:b], y) + soft_ce(logits[b:], targets)`` with ``b = len(y)``: clean rows first."""
-    b = y.shape[0]
-    return F.cross_entropy(logits[:b], y) + soft_ce(logits[b:], targets)
-
-
-def mix_pairwise(h: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """``lam·h + (1 − lam)·h[partner]`` (a pairwise :class:`~mixbook.mixing.Mixing` of ``h``)."""
-    lam = lam.to(h.dtype).view(-1, *([1] * (h.ndim - 1)))
-    return torch.lerp(h.index_select(0, partner), h, lam)
-
-
-def mix_dense(h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``W @ h`` over the batch (a dense :class:`~mixbook.mixing.Mixing` of ``h``)."""
-    return (weights.to(h.dtype) @ h.reshape(weights.shape[1], -1)).reshape(weights.shape[0], *h.shape[1:])
-
-
-def mix_dense_with_clean(h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``cat([h, W @ h])``: the clean rows first, then the mixed ones."""
-    return torch.cat([h, mix_dense(h, weights)])
-
-
-class _Prepared:
-    """Base of the built-in methods: ``loss`` is :meth:`prepare` followed by :func:`run_step`."""
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                generator: torch.Generator) -> Step:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-             generator: torch.Generator) -> torch.Tensor:
-        step = self.prepare(model, x, y, num_classes, generator)
-        return step.score(run_step(model, step))
-
-
-METHODS: dict[str, Callable[..., Method]] = {}
-
-
-def register(name: str) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
-    """Class decorator adding a method factory to :data:`METHODS` under ``name``."""
-    def deco(factory: Callable[..., Method]) -> Callable[..., Method]:
-        if name in METHODS:
-            raise ValueError(f"a method named {name!r} is already registered")
-        METHODS[name] = factory
-        return factory
-    return deco
-
-
-def make_method(name: str, **options: Any) -> Method:
-    """Instantiate the registered method ``name`` with ``options``."""
-    if not isinstance(name, str) or name not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {name!r}")
-    return METHODS[name](**options)
+    "mix_dense", "mix_dense_with_clean", "SamplerMethod", "METHODS", "register", "make_method", "ERM",
+    "DenseMultiMixMethod", "dense_multimix", "dense_multimix_pooled", "CutMixMethod", "History", "predict",
+    "evaluate_split", "generators", "optimizer_and_schedule", "fit", "repeat", "summarize"]
 
 
 @register("erm")
@@ -170,146 +46,6 @@ class ERM(_Prepared):
 
     def __repr__(self) -> str:
         return "ERM()"
-
-
-@register("mixup")
-class Mixup(_Prepared):
-    """Input mixup (Zhang et al. 2018) with :func:`mixbook.mixup.sample`.
-
-    Args:
-        alpha: α of Beta(α, α).
-        per_sample: one λ per example instead of per batch.
-        pairing: one of :data:`mixbook.mixup.PAIRINGS`.
-        loss: ``"soft"`` (soft-target CE on ``Mixing.targets``) or ``"mixed"`` (λ-weighted
-            integer-target CE); equal in value and gradient.
-    """
-
-    def __init__(self, alpha: float = 1.0, per_sample: bool = False, pairing: str = "random",
-                 loss: str = "mixed") -> None:
-        self.alpha = _checks.positive_float("alpha", alpha)
-        self.per_sample = _checks.boolean("per_sample", per_sample)
-        self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
-        self.loss_form = _checks.choice("loss", loss, ("soft", "mixed"))
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                generator: torch.Generator) -> Step:
-        m = mixup.sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
-                         pairing=self.pairing, generator=generator)
-        return Step(m.apply(x), *_pairwise_loss(self.loss_form, m, y, num_classes))
-
-    def __repr__(self) -> str:
-        return (f"Mixup(alpha={self.alpha}, per_sample={self.per_sample}, pairing={self.pairing!r}, "
-                f"loss={self.loss_form!r})")
-
-
-def _pairwise_loss(form: str, m: Mixing, y: torch.Tensor, num_classes: int) -> tuple[Callable, tuple]:
-    """The loss of a pairwise mixing and its arguments: λ-weighted integer CE (``"mixed"``) or soft CE."""
-    if form == "mixed":
-        return mixed_ce, (y, y[m.partner], m.lam)
-    return soft_ce, (m.targets(y, num_classes),)
-
-
-@register("reformulation")
-class Reformulated(_Prepared):
-    """Mixup without mixed labels: λ ~ Beta(α + 1, α), CE against the kept (first) label.
-
-    Args:
-        alpha: α > 0.
-        unlabelled: optional ``(m, *)`` pool of unlabelled inputs; if given, every example's
-            partner is drawn uniformly from it (the semi-supervised form), otherwise from the
-            batch. The pool is moved to the training device once and never modified.
-    """
-
-    def __init__(self, alpha: float = 1.0, unlabelled: torch.Tensor | None = None) -> None:
-        self.alpha = _checks.positive_float("alpha", alpha)
-        if unlabelled is not None:
-            unlabelled = _checks.batch("unlabelled", unlabelled)
-        self.unlabelled = unlabelled
-        self._pool: torch.Tensor | None = None
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                generator: torch.Generator) -> Step:
-        if self.unlabelled is None:
-            m = reformulation.sample(x, alpha=self.alpha, generator=generator)
-            return Step(m.apply(x), ce, (y,))
-        if self._pool is None or self._pool.device != x.device or self._pool.dtype != x.dtype:
-            self._pool = self.unlabelled.to(device=x.device, dtype=x.dtype)
-        m = reformulation.sample(x, alpha=self.alpha, partners=self._pool, generator=generator)
-        return Step(m.apply(x, self._pool), ce, (y,))
-
-    def __repr__(self) -> str:
-        pool = "" if self.unlabelled is None else f", unlabelled={self.unlabelled.shape[0]}"
-        return f"Reformulated(alpha={self.alpha}{pool})"
-
-
-@register("zeta")
-class Zeta(_Prepared):
-    """ζ-mixup (Abhishek et al. 2024): every output a p-series-weighted mix of the whole batch.
-
-    Args:
-        gamma: γ > 0 of the p-series (the top weight dominates the rest iff γ > γ*(b)).
-    """
-
-    def __init__(self, gamma: float = zeta.DEFAULT_GAMMA) -> None:
-        self.gamma = _checks.positive_float("gamma", gamma)
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                generator: torch.Generator) -> Step:
-        m = zeta.sample(x, y, gamma=self.gamma, generator=generator)
-        return Step(m.apply(x), soft_ce, (m.targets(y, num_classes),))
-
-    def __repr__(self) -> str:
-        return f"Zeta(gamma={self.gamma})"
-
-
-@register("multimix")
-class MultiMixMethod(_Prepared):
-    """MultiMix (Venkataramanan et al. 2023): ``n`` Dirichlet(α) mixes of the whole batch.
-
-    A dense ``(n, b)`` mixing from :func:`mixbook.multimix.sample` is applied to the output of
-    ``layer`` (by default ``"features"``, the embedding of the book's models, as in the paper;
-    ``"input"`` mixes the inputs), the rest of the network runs on the ``n`` mixed rows, and the
-    loss is the soft-target cross-entropy over all ``n`` outputs against ``W·onehot(y)``. With
-    ``clean`` (the default) the ``b`` unmixed rows go through the rest of the network too (one
-    concatenated pass) and their cross-entropy is added: ``CE(clean) + CE_soft(mixed)``.
-
-    Why ``clean`` matters: a Dirichlet(α) row over ``b`` examples has its largest weight near
-    ``H_b / b`` for α = 1 (0.07 at b = 64), so every mixed target is close to the batch's label
-    histogram; trained on those alone, the network can settle on one embedding for every input
-    (chapter 5 shows the collapse on digits). The clean term keeps the examples apart.
-
-    Args:
-        alpha: α > 0 of the Dirichlet (the paper: 1).
-        n: outputs per batch (``None``: the batch size; the paper uses 1000 from b = 128).
-        layer: ``"input"`` or a module path of the trained model (checked at the first step).
-        clean: add the cross-entropy of the unmixed batch.
-    """
-
-    def __init__(self, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
-                 layer: str = "features", clean: bool = True) -> None:
-        self.alpha = _checks.positive_float("alpha", alpha)
-        self.n = None if n is None else _checks.positive_int("n", n)
-        if not isinstance(layer, str):
-            raise TypeError(f"layer must be a module path (str) or 'input', got {type(layer).__name__}")
-        self.layer = layer
-        self.clean = _checks.boolean("clean", clean)
-        self._checked: nn.Module | None = None
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                generator: torch.Generator) -> Step:
-        m = multimix.sample(x, y, n=self.n, alpha=self.alpha, generator=generator)
-        targets = m.targets(y, num_classes)
-        loss, loss_args = (clean_plus_soft_ce, (y, targets)) if self.clean else (soft_ce, (targets,))
-        mix = mix_dense_with_clean if self.clean else mix_dense
-        if self.layer == manifold.INPUT:
-            return Step(mix(x, m.weights), loss, loss_args)
-        if self._checked is not model:                  # check the path once per model
-            manifold.check_layers(model, [self.layer])
-            self._checked = model
-        return Step(x, loss, loss_args, layer=self.layer, mix=mix, args=(m.weights,))
-
-    def __repr__(self) -> str:
-        return f"MultiMix(alpha={self.alpha}, n={self.n}, layer={self.layer!r}, clean={self.clean})"
 
 
 def _with_clean(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -359,7 +95,7 @@ class DenseMultiMixMethod:
     def __init__(self, layer: str, alpha: float = multimix.DEFAULT_ALPHA, n: int | None = None,
                  head: str = "head", clean: bool = True, per_position: bool = True) -> None:
         for name, value in (("layer", layer), ("head", head)):
-            if not isinstance(value, str) or value == manifold.INPUT:
+            if not isinstance(value, str) or value == hooks.INPUT:
                 raise TypeError(f"{name} must be a module path (str) of the model, got {value!r}")
         self.layer, self.head = layer, head
         self.alpha = _checks.positive_float("alpha", alpha)
@@ -369,8 +105,8 @@ class DenseMultiMixMethod:
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
              generator: torch.Generator) -> torch.Tensor:
-        (head_path,) = manifold.check_layers(model, [self.head])
-        head = manifold.submodule(model, head_path)
+        (head_path,) = hooks.check_layers(model, [self.head])
+        head = hooks.submodule(model, head_path)
         if not isinstance(head, nn.Linear):
             raise TypeError(f"head {self.head!r} must be an nn.Linear (its weight gives the CAM), "
                             f"got {type(head).__name__}")
@@ -384,10 +120,10 @@ class DenseMultiMixMethod:
                                 f"got shape {tuple(features.shape)}")
             r = features.shape[2] * features.shape[3]
             if self.per_position:
-                base = multimix.weights(b, r * n, self.alpha, device=features.device, dtype=torch.float32,
+                base = multimix.weights(b, n=r * n, alpha=self.alpha, device=features.device, dtype=torch.float32,
                                         generator=generator).reshape(r, n, b)
             else:
-                base = multimix.weights(b, n, self.alpha, device=features.device, dtype=torch.float32,
+                base = multimix.weights(b, n=n, alpha=self.alpha, device=features.device, dtype=torch.float32,
                                         generator=generator)
             w = multimix.dense_weights(base, multimix.cam_attention(features, head.weight, y))  # checks y
             stash["targets"] = multimix.dense_targets(_one_hot(y, num_classes, 0.0, torch.float32), w,
@@ -395,7 +131,7 @@ class DenseMultiMixMethod:
             return multimix.apply_dense(features, w)
 
         if not self.per_position:
-            logits = manifold.transform_at(model, x, self.layer, _with_clean(mixed) if self.clean else mixed,
+            logits = hooks.transform_at(model, x, self.layer, _with_clean(mixed) if self.clean else mixed,
                                            batch_size=b)
             return _clean_plus_mixed(logits, y, stash["targets"], b if self.clean else 0)
 
@@ -403,7 +139,7 @@ class DenseMultiMixMethod:
             stash["map"] = mixed(features)
             return features
 
-        clean_logits = manifold.transform_at(model, x, self.layer, keep, batch_size=b)
+        clean_logits = hooks.transform_at(model, x, self.layer, keep, batch_size=b)
         z = stash["map"].flatten(2)                                            # (n, c, r)
         dense = torch.einsum("ncr,kc->nkr", z, head.weight.to(z.dtype))        # (n, C, r)
         if head.bias is not None:
@@ -468,55 +204,6 @@ class CutMixMethod(_Prepared):
 
     def __repr__(self) -> str:
         return f"CutMix(alpha={self.alpha})"
-
-
-@register("manifold_mixup")
-class ManifoldMixupMethod(_Prepared):
-    """Manifold mixup (Verma et al. 2019) with :class:`mixbook.manifold.ManifoldMixup`.
-
-    At each step one layer is chosen uniformly from ``layers`` (host RNG seeded with
-    ``seed``), the batch is mixed there with λ ~ Beta(α, α) and partners drawn from ``fit``'s
-    generator, and the loss is the λ-weighted cross-entropy
-    ``mixed_cross_entropy(logits, y, y[m.partner], m.lam)``.
-
-    Args:
-        layers: candidate module paths of the trained model (``"input"`` = input mixup), e.g.
-            ``["input", "features.2", "features.4"]`` for ``models.MLP(2, 2, (h, h))`` (the outputs
-            of its ReLUs: mixing right after a Linear equals mixing its input). They
-            are checked against the model at its first step (``ValueError`` for a bad path).
-        alpha: α > 0 of Beta(α, α) (the paper uses 2).
-        per_sample: one λ per example instead of per batch.
-        seed: seed of the layer choice.
-
-    The :class:`~mixbook.manifold.ManifoldMixup` is built at the first step on a model and
-    reused while the same model is trained (its layer sequence continues); a different model
-    gets a fresh one, whose layer sequence restarts from ``seed``.
-    """
-
-    def __init__(self, layers, alpha: float = 2.0, per_sample: bool = False, seed: int = 0) -> None:
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not layers \
-                or not all(isinstance(name, str) for name in layers):
-            raise TypeError(f"layers must be a non-empty list of module paths (str), got {layers!r}")
-        self.layers = tuple(layers)
-        self.alpha = _checks.positive_float("alpha", alpha)
-        self.per_sample = _checks.boolean("per_sample", per_sample)
-        self.seed = _checks.seed("seed", seed)
-        self._mm: manifold.ManifoldMixup | None = None
-
-    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                generator: torch.Generator) -> Step:
-        if self._mm is None or self._mm.model is not model:
-            self._mm = manifold.ManifoldMixup(model, self.layers, alpha=self.alpha,
-                                              per_sample=self.per_sample, seed=self.seed)
-        m, layer = self._mm.draw(x, y, generator=generator)
-        loss = _pairwise_loss("mixed", m, y, num_classes)
-        if layer == manifold.INPUT:
-            return Step(m.apply(x), *loss)
-        return Step(x, *loss, layer=layer, mix=mix_pairwise, args=(m.partner, m.lam))
-
-    def __repr__(self) -> str:
-        return (f"ManifoldMixup(layers={list(self.layers)}, alpha={self.alpha}, "
-                f"per_sample={self.per_sample}, seed={self.seed})")
 
 
 @dataclass

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from . import _checks, _random
+from . import steps
 from .mixing import Mixing, MixingTransform
 
 __all__ = ["pseries", "weights", "sample", "ZetaMixup", "dominance_sum", "dominance_threshold",
@@ -108,8 +109,8 @@ def _dominant(dominant: object, n: int, b: int, device: torch.device) -> torch.T
 
 def weights(
     b: int,
-    gamma: float,
     *,
+    gamma: float = DEFAULT_GAMMA,
     n: int | None = None,
     dominant: torch.Tensor | None = None,
     device: torch.device | str | None = None,
@@ -197,7 +198,7 @@ def sample(
     b = x.shape[0]
     _checks.optional_companion("y", y, x)
     dtype = _checks.weight_dtype(x)
-    w = weights(b, gamma, n=n, dominant=dominant, device=x.device, dtype=dtype, generator=generator)
+    w = weights(b, gamma=gamma, n=n, dominant=dominant, device=x.device, dtype=dtype, generator=generator)
     return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
 
 
@@ -322,3 +323,11 @@ def num_orderings(N: int) -> int:
     segment of points for mixup of a pair.
     """
     return math.factorial(_checks.positive_int("N", N))
+
+
+@steps.register("zeta")
+def training_method(gamma: float = DEFAULT_GAMMA) -> steps.SamplerMethod:
+    """ζ-mixup (Abhishek et al. 2024) as a training method (``make_method("zeta", ...)``): every
+    output a p-series-weighted mix of the whole batch (:func:`sample`), soft-target cross-entropy.
+    The top weight dominates the rest iff γ > γ*(b)."""
+    return steps.SamplerMethod(sample, loss="soft", gamma=gamma)

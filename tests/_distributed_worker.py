@@ -28,7 +28,7 @@ class Recording:
 
     def loss(self, model, x, y, num_classes, generator):
         self.batches.append(x.detach().cpu().clone())
-        if isinstance(self.inner, train.Mixup):
+        if getattr(self.inner, "name", None) == "mixup":
             if not self.lams:
                 self.first = (x.detach().cpu().clone(), y.detach().cpu().clone())
             state = generator.get_state()

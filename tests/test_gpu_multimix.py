@@ -26,18 +26,18 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("b, n", [(128, 1000), (16, 5), (1, 7)])
 def test_cuda_weights(dtype, b, n):
-    W = multimix.weights(b, n, 1.0, device="cuda", dtype=dtype, generator=cuda_gen(n + b))
+    W = multimix.weights(b, n=n, alpha=1.0, device="cuda", dtype=dtype, generator=cuda_gen(n + b))
     assert W.device.type == "cuda" and W.dtype == dtype and W.shape == (n, b)
     tol = 1e-12 if dtype == torch.float64 else 4 * torch.finfo(dtype).eps
     torch.testing.assert_close(W.double().sum(1), torch.ones(n, dtype=torch.float64, device="cuda"), atol=tol, rtol=0)
     assert bool((W >= 0).all())
-    assert torch.equal(W, multimix.weights(b, n, 1.0, device="cuda", dtype=dtype, generator=cuda_gen(n + b)))
+    assert torch.equal(W, multimix.weights(b, n=n, alpha=1.0, device="cuda", dtype=dtype, generator=cuda_gen(n + b)))
 
 
 @pytest.mark.parametrize("alpha", [0.3, 2.0])
 def test_cuda_dirichlet_moments(alpha):
     b = 4
-    W = multimix.weights(b, 40000, alpha, device="cuda", dtype=torch.float64, generator=cuda_gen(5))
+    W = multimix.weights(b, n=40000, alpha=alpha, device="cuda", dtype=torch.float64, generator=cuda_gen(5))
     for i in range(b):
         assert_beta_moments(W[:, i], alpha, (b - 1) * alpha)
 
@@ -80,7 +80,7 @@ def test_dense_multimix_does_not_synchronise(dtype):
 
     def step():
         att = multimix.cam_attention(feats, head, labels)
-        Wd = multimix.dense_weights(multimix.weights(b, n, 1.0, device="cuda", generator=g), att)
+        Wd = multimix.dense_weights(multimix.weights(b, n=n, alpha=1.0, device="cuda", generator=g), att)
         y = F.one_hot(labels, C).float()
         return att, Wd, multimix.apply_dense(feats, Wd), multimix.dense_targets(y, Wd)
 
@@ -98,7 +98,7 @@ def test_cpu_and_cuda_agree():
     feats = torch.randn(b, c, h, w, generator=g)
     head = torch.randn(C, c, generator=g)
     labels = torch.randint(0, C, (b,), generator=g)
-    base = multimix.weights(b, n, 1.0, generator=g)
+    base = multimix.weights(b, n=n, alpha=1.0, generator=g)
     att = multimix.cam_attention(feats, head, labels)
     torch.testing.assert_close(multimix.cam_attention(feats.cuda(), head.cuda(), labels.cuda()).cpu(), att,
                                atol=1e-5, rtol=1e-5)

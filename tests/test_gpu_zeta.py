@@ -33,7 +33,7 @@ def cuda_gen(seed: int) -> torch.Generator:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, b", [(64, 64), (17, 64), (200, 32), (5, 1)])
 def test_cuda_weights(dtype, n, b):
-    W = zeta.weights(b, 2.8, n=n, device="cuda", dtype=dtype, generator=cuda_gen(n + b))
+    W = zeta.weights(b, gamma=2.8, n=n, device="cuda", dtype=dtype, generator=cuda_gen(n + b))
     assert W.device.type == "cuda" and W.dtype == dtype and W.shape == (n, b)
     tol = 1e-12 if dtype == torch.float64 else 4 * torch.finfo(dtype).eps
     torch.testing.assert_close(W.double().sum(1), torch.ones(n, dtype=torch.float64, device="cuda"), atol=tol, rtol=0)
@@ -41,22 +41,22 @@ def test_cuda_weights(dtype, n, b):
     series = zeta.pseries(b, 2.8, device="cuda", dtype=dtype)
     assert torch.equal(W.sort(1, descending=True).values, series.expand(n, b))
     assert torch.equal(W.argmax(1), torch.arange(n, device="cuda") % b)
-    assert torch.equal(W, zeta.weights(b, 2.8, n=n, device="cuda", dtype=dtype, generator=cuda_gen(n + b)))
+    assert torch.equal(W, zeta.weights(b, gamma=2.8, n=n, device="cuda", dtype=dtype, generator=cuda_gen(n + b)))
     # The same p-series on both devices.
     eps = torch.finfo(dtype).eps
     torch.testing.assert_close(series.cpu(), zeta.pseries(b, 2.8, dtype=dtype), atol=0, rtol=2 * eps)
     # "cuda" without an index and dominant on "cuda:0" are the same device.
     dominant = torch.arange(n, device="cuda") % b
-    assert torch.equal(zeta.weights(b, 2.8, device="cuda", dominant=dominant, dtype=dtype).argmax(1), dominant)
+    assert torch.equal(zeta.weights(b, gamma=2.8, device="cuda", dominant=dominant, dtype=dtype).argmax(1), dominant)
 
 
 def test_cuda_dominant_and_uniform_order():
     g = cuda_gen(1)
     dominant = torch.randint(0, 8, (300,), device="cuda", generator=g)
-    W = zeta.weights(8, 2.0, dominant=dominant, generator=g)
+    W = zeta.weights(8, gamma=2.0, dominant=dominant, generator=g)
     assert W.device.type == "cuda" and torch.equal(W.argmax(1), dominant)
     reps = 6000
-    W = zeta.weights(4, 2.0, n=reps, dominant=torch.zeros(reps, dtype=torch.long, device="cuda"), generator=g)
+    W = zeta.weights(4, gamma=2.0, n=reps, dominant=torch.zeros(reps, dtype=torch.long, device="cuda"), generator=g)
     order = W.argsort(1, descending=True).cpu()
     counts = Counter(tuple(r) for r in order[:, 1:].tolist())
     assert len(counts) == math.factorial(3)

@@ -318,7 +318,7 @@ def test_manifold_mixup_refuses_a_compiled_model():
     assert manifold.ManifoldMixup(part, ["head"], generator=_gen(0))(x)[0].shape == (4, 3)
     with pytest.raises(TypeError, match="compiled"):
         train.fit(compiled, mixbook.data.two_moons(n_train=16, n_test=8, seed=0),
-                  train.ManifoldMixupMethod(["features.2"]), epochs=1, device="cpu", progress=False)
+                  manifold.training_method(["features.2"]), epochs=1, device="cpu", progress=False)
 
 
 def test_constant_marker_is_what_torch_sets():

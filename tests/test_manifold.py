@@ -568,7 +568,7 @@ def _fit(moons, method, seed=0, epochs=3):
 
 
 def test_registered_method_trains_deterministically(moons):
-    assert train.METHODS["manifold_mixup"] is train.ManifoldMixupMethod
+    assert train.METHODS["manifold_mixup"].__wrapped__ is manifold.training_method
     make = lambda **kw: train.make_method("manifold_mixup", layers=MLP_LAYERS, **kw)  # noqa: E731
     m1, h1 = _fit(moons, make())
     m2, h2 = _fit(moons, make())
@@ -576,7 +576,7 @@ def test_registered_method_trains_deterministically(moons):
         assert torch.equal(p1, p2)
     losses_1 = [e["train_loss"] for e in h1.epochs]
     assert losses_1 == [e["train_loss"] for e in h2.epochs] and all(math.isfinite(v) for v in losses_1)
-    assert h1.method == "ManifoldMixup(layers=['input', 'features.1', 'features.3'], alpha=2.0, per_sample=False, seed=0)"
+    assert h1.method == "manifold_mixup(layers=['input', 'features.1', 'features.3'], alpha=2.0, per_sample=False, seed=0)"
     _, h3 = _fit(moons, make(seed=1))  # another layer sequence, same λ stream
     assert h3.final["train_loss"] != h1.final["train_loss"]
     # The same method object on a second model starts the layer sequence again: same run.

@@ -30,7 +30,7 @@ def _row_tol(dtype: torch.dtype) -> float:
 @pytest.mark.parametrize("b, n", [(8, 3), (8, 8), (8, 100), (128, 1000), (1, 5)])
 @pytest.mark.parametrize("alpha", [0.05, 1.0, 10.0])
 def test_weights_rows_are_on_the_simplex(dtype, b, n, alpha):
-    W = multimix.weights(b, n, alpha, dtype=dtype, generator=_gen(b * n))
+    W = multimix.weights(b, n=n, alpha=alpha, dtype=dtype, generator=_gen(b * n))
     assert W.shape == (n, b) and W.dtype == dtype and W.device.type == "cpu"
     assert bool((W >= 0).all()) and not bool(W.isnan().any())
     torch.testing.assert_close(W.double().sum(1), torch.ones(n, dtype=torch.float64), atol=_row_tol(dtype), rtol=0)
@@ -41,7 +41,7 @@ def test_weights_rows_are_on_the_simplex(dtype, b, n, alpha):
 def test_weights_dirichlet_moments(alpha, b):
     # Rows are independent; within a row the entries are not, so each column is tested on its own.
     # Every entry is Beta(α, (b − 1)α): mean 1/b, variance (1/b)(1 − 1/b)/(bα + 1).
-    W = multimix.weights(b, 40000, alpha, dtype=torch.float64, generator=_gen(7))
+    W = multimix.weights(b, n=40000, alpha=alpha, dtype=torch.float64, generator=_gen(7))
     for i in range(b):
         assert_beta_moments(W[:, i], alpha, (b - 1) * alpha, k=4.0)
     # The entries of a row are negatively correlated: Cov = −(1/b²)/(bα + 1).
@@ -51,23 +51,23 @@ def test_weights_dirichlet_moments(alpha, b):
 
 
 def test_weights_alpha_limits():
-    small = multimix.weights(6, 2000, 0.01, dtype=torch.float64, generator=_gen(1))
+    small = multimix.weights(6, n=2000, alpha=0.01, dtype=torch.float64, generator=_gen(1))
     assert float(small.max(1).values.median()) > 0.99  # α → 0: a vertex (one example copied)
-    large = multimix.weights(6, 2000, 1e4, dtype=torch.float64, generator=_gen(1))
+    large = multimix.weights(6, n=2000, alpha=1e4, dtype=torch.float64, generator=_gen(1))
     assert float((large - 1 / 6).abs().max()) < 0.05   # α → ∞: the uniform average
 
 
 def test_weights_seeds_and_device():
-    a = multimix.weights(16, 40, 1.0, generator=_gen(3))
-    assert torch.equal(a, multimix.weights(16, 40, 1.0, generator=_gen(3)))
-    assert not torch.equal(a, multimix.weights(16, 40, 1.0, generator=_gen(4)))
-    m = multimix.weights(4, 9, 1.0, device="meta", dtype=torch.float16)
+    a = multimix.weights(16, n=40, alpha=1.0, generator=_gen(3))
+    assert torch.equal(a, multimix.weights(16, n=40, alpha=1.0, generator=_gen(3)))
+    assert not torch.equal(a, multimix.weights(16, n=40, alpha=1.0, generator=_gen(4)))
+    m = multimix.weights(4, n=9, alpha=1.0, device="meta", dtype=torch.float16)
     assert m.device.type == "meta" and m.dtype == torch.float16 and m.shape == (9, 4)
 
 
 @pytest.mark.parametrize("n", [1, 3, 1000])
 def test_batch_of_one(n):
-    assert torch.equal(multimix.weights(1, n, 0.2), torch.ones(n, 1))
+    assert torch.equal(multimix.weights(1, n=n, alpha=0.2), torch.ones(n, 1))
     x, y = torch.rand(1, 3, 2, 2), torch.tensor([1])
     x_mix, y_mix = MultiMix(alpha=0.5, num_classes=3, n=n)(x, y)
     assert torch.equal(x_mix, x.expand(n, 3, 2, 2))
@@ -87,7 +87,7 @@ def test_sample_apply_and_targets(b, n, alpha, seed):
     assert isinstance(m, Mixing) and not m.is_pairwise
     assert m.num_outputs == rows and m.batch_size == b and m.weights.dtype == torch.float64
     W = m.dense()
-    assert torch.equal(W, multimix.weights(b, rows, alpha, dtype=torch.float64, generator=_gen(seed + 1)))
+    assert torch.equal(W, multimix.weights(b, n=rows, alpha=alpha, dtype=torch.float64, generator=_gen(seed + 1)))
     out = m.apply(x)
     assert out.shape == (rows, 3, 2)
     torch.testing.assert_close(out, (W @ x.reshape(b, -1)).reshape(rows, 3, 2))
@@ -154,7 +154,7 @@ def test_sample_is_differentiable():
 # ---------------------------------------------------------------------- dense MultiMix
 def _dense_case(seed: int, b: int = 6, n: int = 9, c: int = 3, h: int = 2, w: int = 3):
     g = _gen(seed)
-    base = multimix.weights(b, n, 1.0, dtype=torch.float64, generator=g)
+    base = multimix.weights(b, n=n, alpha=1.0, dtype=torch.float64, generator=g)
     att = torch.rand(b, h * w, generator=g, dtype=torch.float64)
     feats = torch.randn(b, c, h, w, generator=g, dtype=torch.float64)
     return base, att, feats
@@ -230,7 +230,7 @@ def test_apply_dense_equals_a_loop_over_positions(shape):
     n = 11
     feats = torch.randn(*shape, generator=g, dtype=torch.float64)
     f0 = feats.clone()
-    Wd = multimix.dense_weights(multimix.weights(b, n, 0.7, dtype=torch.float64, generator=g),
+    Wd = multimix.dense_weights(multimix.weights(b, n=n, alpha=0.7, dtype=torch.float64, generator=g),
                                 torch.rand(b, r, generator=g, dtype=torch.float64))
     out = multimix.apply_dense(feats, Wd)
     assert out.shape == (n, c, *shape[2:]) and out.dtype == torch.float64
@@ -283,7 +283,7 @@ def test_cam_attention():
     z = multimix.cam_attention(torch.zeros(2, c, h, w), head, torch.tensor([0, 1]))
     torch.testing.assert_close(z, torch.full((2, h * w), 1 / (h * w)))
     # End to end: attention → per-position weights → mixed feature maps.
-    Wd = multimix.dense_weights(multimix.weights(b, 20, 1.0, generator=g), a)
+    Wd = multimix.dense_weights(multimix.weights(b, n=20, alpha=1.0, generator=g), a)
     out = multimix.apply_dense(feats, Wd)
     assert out.shape == (20, c, h, w) and out.requires_grad
 
@@ -299,24 +299,24 @@ BAD_ALPHAS = [
 def test_bad_alpha(alpha, exc):
     x = torch.zeros(4, 2)
     for call in (lambda: multimix.sample(x, alpha=alpha), lambda: MultiMix(alpha=alpha, num_classes=3),
-                 lambda: multimix.weights(4, 3, alpha)):
+                 lambda: multimix.weights(4, n=3, alpha=alpha)):
         with pytest.raises(exc, match="alpha"):
             call()
 
 
 def test_weights_and_sample_bad_arguments():
     with pytest.raises(ValueError, match=r"\bb\b must be an int >= 1"):
-        multimix.weights(0, 3)
+        multimix.weights(0, n=3)
     with pytest.raises(ValueError, match=r"\bn\b must be an int >= 1"):
-        multimix.weights(3, 0)
+        multimix.weights(3, n=0)
     with pytest.raises(TypeError, match=r"\bn\b"):
-        multimix.weights(3, 2.0)
+        multimix.weights(3, n=2.0)
     with pytest.raises(TypeError, match="dtype"):
-        multimix.weights(3, 3, dtype=torch.int64)
+        multimix.weights(3, n=3, dtype=torch.int64)
     with pytest.raises(TypeError, match="generator"):
-        multimix.weights(3, 3, generator=1)
+        multimix.weights(3, n=3, generator=1)
     with pytest.raises(ValueError, match="generator is on cpu but the batch is on meta"):
-        multimix.weights(3, 3, device="meta", generator=torch.Generator())
+        multimix.weights(3, n=3, device="meta", generator=torch.Generator())
     x = torch.zeros(4, 2)
     with pytest.raises(TypeError, match=r"\bx\b must be a floating-point tensor"):
         multimix.sample(torch.zeros(4, 2, dtype=torch.uint8))

@@ -7,7 +7,7 @@
   reformulated objective (keep the first label, λ ~ Beta(α + 1, α)), exactly for a fixed
   pair (linearity in the target), in expectation by quadrature, and in Monte Carlo estimates
   of the loss and its gradient; the swapped Beta(α, α + 1) must be told apart.
-* ``train.Reformulated`` and ``data.labelled_subset``, the semi-supervised pieces.
+* the ``"reformulation"`` training method and ``data.labelled_subset``, the semi-supervised pieces.
 """
 
 from __future__ import annotations
@@ -612,8 +612,8 @@ def test_reformulated_loss_is_ce_on_the_kept_labels(moons_semi):
     assert mix.partner_size is None
     torch.testing.assert_close(got, F.cross_entropy(model(mix.apply(x)), y))
 
-    assert repr(semi) == f"Reformulated(alpha=0.4, unlabelled={pool.shape[0]})"
-    assert repr(plain) == "Reformulated(alpha=0.4)"
+    assert repr(semi) == f"reformulation(alpha=0.4, unlabelled=<{pool.shape[0]} examples>)"
+    assert repr(plain) == "reformulation(alpha=0.4, unlabelled=None)"
 
 
 def test_reformulated_bad_options():

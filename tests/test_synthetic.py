@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -20,8 +22,8 @@ def labelled():
 @pytest.mark.parametrize("name", ["mixup", "zeta"])
 def test_synthetic_set_shapes_labels_and_determinism(labelled, name):
     x, y = labelled
-    sampler = {"mixup": lambda xb, yb, g: mixup.sample(xb, yb, alpha=1.0, generator=g),
-               "zeta": lambda xb, yb, g: zeta.sample(xb, yb, gamma=2.8, generator=g)}[name]
+    sampler = {"mixup": functools.partial(mixup.sample, alpha=1.0),
+               "zeta": functools.partial(zeta.sample, gamma=2.8)}[name]     # a partial of a sample is a sampler
     s1 = synthetic.synthetic_set(x, y, 4, sampler, size=25, batch_size=8, generator=torch.Generator().manual_seed(1))
     s2 = synthetic.synthetic_set(x, y, 4, sampler, size=25, batch_size=8, generator=torch.Generator().manual_seed(1))
     assert s1.x.shape == (25, 3) and s1.soft.shape == (25, 4) and s1.dominant_label.shape == (25,)
@@ -44,7 +46,7 @@ def test_label_entropy_and_dominance_known_values():
 def test_identity_sampler_reproduces_the_data(labelled):
     """A sampler that mixes nothing returns data points with their one-hot labels."""
     x, y = labelled
-    ident = lambda xb, yb, g: Mixing.pairwise(torch.arange(xb.shape[0]), torch.ones(xb.shape[0]))
+    ident = lambda xb, yb, *, generator: Mixing.pairwise(torch.arange(xb.shape[0]), torch.ones(xb.shape[0]))
     s = synthetic.synthetic_set(x, y, 4, ident, size=10, batch_size=5, generator=torch.Generator().manual_seed(0))
     rows = (s.x[:, None, :] == x[None]).all(-1)
     assert rows.any(1).all()
@@ -53,7 +55,7 @@ def test_identity_sampler_reproduces_the_data(labelled):
 
 def test_bad_arguments(labelled):
     x, y = labelled
-    sampler = lambda xb, yb, g: mixup.sample(xb, yb, generator=g)
+    sampler = mixup.sample
     with pytest.raises(ValueError, match="batch_size"):
         synthetic.synthetic_set(x, y, 4, sampler, size=5, batch_size=41)
     with pytest.raises(ValueError, match="size"):
@@ -62,3 +64,5 @@ def test_bad_arguments(labelled):
         synthetic.synthetic_set(x, y[:-1], 4, sampler, size=5)
     with pytest.raises(ValueError, match="num_classes"):
         synthetic.synthetic_set(x, y, 3, sampler, size=5)
+    with pytest.raises(TypeError, match="must return a mixbook.mixing.Mixing"):
+        synthetic.synthetic_set(x, y, 4, lambda xb, yb, *, generator: xb, size=5)

@@ -25,7 +25,7 @@ def test_transform_at_replaces_the_output_and_may_change_the_batch():
     torch.manual_seed(0)
     model = models.MLP(3, 2, (5,))
     x = torch.randn(4, 3)
-    w = multimix.weights(4, 9, 1.0, dtype=torch.float32, generator=_gen(1))
+    w = multimix.weights(4, n=9, alpha=1.0, dtype=torch.float32, generator=_gen(1))
     out = manifold.transform_at(model, x, "features", lambda h: w @ h, batch_size=4)
     torch.testing.assert_close(out, model.head(w @ model.features(x)))
     assert out.shape == (9, 2)
@@ -54,7 +54,7 @@ def test_multimix_method_mixes_the_embedding_with_n_outputs(images):
     torch.manual_seed(0)
     model = models.SmallCNN(1, 3, width=4)
     method = train.make_method("multimix", alpha=1.0, n=50, clean=False)
-    assert method.layer == "features"
+    assert method.layers == ("features",) and method.options["layer"] == "features"
     loss = method.loss(model, x, y, 3, _gen(5))
     m = multimix.sample(x, y, n=50, alpha=1.0, generator=_gen(5))
     want = losses.soft_cross_entropy(model.head(m.apply(model.features(x))), m.targets(y, 3))
@@ -87,7 +87,7 @@ def test_dense_multimix_as_published_equals_a_loop_over_positions(images):
     loss = train.make_method("dense_multimix", layer="features.6", n=n, alpha=0.5, clean=False).loss(model, x, y, 3, _gen(4))
     fmap = model.features[:7](x)                                     # (b, c, h, w)
     r = fmap.shape[2] * fmap.shape[3]
-    lam = multimix.weights(b, r * n, 0.5, dtype=torch.float32, generator=_gen(4)).reshape(r, n, b)
+    lam = multimix.weights(b, n=r * n, alpha=0.5, dtype=torch.float32, generator=_gen(4)).reshape(r, n, b)
     a = multimix.cam_attention(fmap, model.head.weight, y)           # (b, r)
     Y = torch.nn.functional.one_hot(y, 3).float()                    # (b, C)
     terms = []
@@ -113,7 +113,7 @@ def test_dense_multimix_targets_differ_per_position(images):
     model = models.SmallCNN(1, 3, width=4)
     fmap = model.features[:7](x)
     r = fmap.shape[2] * fmap.shape[3]
-    lam = multimix.weights(x.shape[0], r * 4, 1.0, dtype=torch.float64, generator=_gen(1)).reshape(r, 4, x.shape[0])
+    lam = multimix.weights(x.shape[0], n=r * 4, alpha=1.0, dtype=torch.float64, generator=_gen(1)).reshape(r, 4, x.shape[0])
     w = multimix.dense_weights(lam, multimix.cam_attention(fmap.double(), model.head.weight.double(), y))
     t = multimix.dense_targets(torch.nn.functional.one_hot(y, 3).double(), w, per_position=True)
     assert t.shape == (r, 4, 3)
@@ -132,7 +132,7 @@ def test_dense_multimix_pooled_is_shared_weights_scored_after_pooling(images):
     loss = method.loss(model, x, y, 3, _gen(9))
     # by hand: the same draw, CAM from the head, per-position mixing, the rest of the network
     fmap = model.features[:7](x)
-    base = multimix.weights(6, 20, 0.5, dtype=torch.float32, generator=_gen(9))
+    base = multimix.weights(6, n=20, alpha=0.5, dtype=torch.float32, generator=_gen(9))
     w = multimix.dense_weights(base, multimix.cam_attention(fmap, model.head.weight, y))
     logits = model.head(model.features[7:](multimix.apply_dense(fmap, w)))
     want = losses.soft_cross_entropy(logits, multimix.dense_targets(losses.one_hot(y, 3), w))

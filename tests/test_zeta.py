@@ -58,7 +58,7 @@ def test_pseries_known_values():
 @given(b=st.integers(1, 40), n=st.none() | st.integers(1, 60), gamma=GAMMAS, seed=SEEDS,
        dtype=st.sampled_from(DTYPES))
 def test_weights_properties(b, n, gamma, seed, dtype):
-    W = zeta.weights(b, gamma, n=n, dtype=dtype, generator=_gen(seed))
+    W = zeta.weights(b, gamma=gamma, n=n, dtype=dtype, generator=_gen(seed))
     rows = b if n is None else n
     assert W.shape == (rows, b) and W.dtype == dtype and W.device.type == "cpu"
     assert bool((W >= 0).all())
@@ -69,55 +69,55 @@ def test_weights_properties(b, n, gamma, seed, dtype):
     # Output k is dominated by input k mod b.
     assert torch.equal(W.argmax(dim=1), torch.arange(rows) % b)
     # Same seed, same matrix.
-    assert torch.equal(W, zeta.weights(b, gamma, n=n, dtype=dtype, generator=_gen(seed)))
+    assert torch.equal(W, zeta.weights(b, gamma=gamma, n=n, dtype=dtype, generator=_gen(seed)))
 
 
 @given(b=st.integers(1, 30), n=st.integers(1, 50), gamma=GAMMAS, seed=SEEDS)
 def test_weights_dominant(b, n, gamma, seed):
     g = _gen(seed)
     dominant = torch.randint(0, b, (n,), generator=g)
-    W = zeta.weights(b, gamma, dominant=dominant, generator=g)  # n inferred from dominant
+    W = zeta.weights(b, gamma=gamma, dominant=dominant, generator=g)  # n inferred from dominant
     assert W.shape == (n, b)
     assert torch.equal(W.argmax(dim=1), dominant)
     torch.testing.assert_close(W.gather(1, dominant[:, None]).squeeze(1), zeta.pseries(b, gamma)[0].expand(n))
     for dt in (torch.int32, torch.int16, torch.uint8):
-        assert torch.equal(zeta.weights(b, gamma, dominant=dominant.to(dt), generator=_gen(seed)),
-                           zeta.weights(b, gamma, dominant=dominant, generator=_gen(seed)))
+        assert torch.equal(zeta.weights(b, gamma=gamma, dominant=dominant.to(dt), generator=_gen(seed)),
+                           zeta.weights(b, gamma=gamma, dominant=dominant, generator=_gen(seed)))
 
 
 @pytest.mark.parametrize("n, b", [(3, 7), (7, 3), (12, 4), (1, 5), (5, 1)])
 def test_weights_n_not_b(n, b):
-    W = zeta.weights(b, 2.8, n=n, generator=_gen(n * 10 + b))
+    W = zeta.weights(b, gamma=2.8, n=n, generator=_gen(n * 10 + b))
     assert W.shape == (n, b)
     torch.testing.assert_close(W.sum(1), torch.ones(n))
     assert W.argmax(1).tolist() == [k % b for k in range(n)]
 
 
 def test_weights_batch_of_one():
-    assert zeta.weights(1, 2.8).tolist() == [[1.0]]
-    assert zeta.weights(1, 0.3, n=3).tolist() == [[1.0], [1.0], [1.0]]
+    assert zeta.weights(1, gamma=2.8).tolist() == [[1.0]]
+    assert zeta.weights(1, gamma=0.3, n=3).tolist() == [[1.0], [1.0], [1.0]]
     x = torch.randn(1, 3, 4)
     m = zeta.sample(x, gamma=1.0)
     assert torch.equal(m.apply(x), x)
 
 
 def test_weights_device_and_seeds():
-    W = zeta.weights(6, 2.0, device="meta")
+    W = zeta.weights(6, gamma=2.0, device="meta")
     assert W.device.type == "meta" and W.shape == (6, 6)
-    assert zeta.weights(4, 2.0, dominant=torch.zeros(2, dtype=torch.long, device="meta")).device.type == "meta"
-    a = zeta.weights(16, 2.0, generator=_gen(1))
-    assert not torch.equal(a, zeta.weights(16, 2.0, generator=_gen(2)))
+    assert zeta.weights(4, gamma=2.0, dominant=torch.zeros(2, dtype=torch.long, device="meta")).device.type == "meta"
+    a = zeta.weights(16, gamma=2.0, generator=_gen(1))
+    assert not torch.equal(a, zeta.weights(16, gamma=2.0, generator=_gen(2)))
     torch.manual_seed(3)
-    c = zeta.weights(16, 2.0)
+    c = zeta.weights(16, gamma=2.0)
     torch.manual_seed(3)
-    assert torch.equal(c, zeta.weights(16, 2.0))
+    assert torch.equal(c, zeta.weights(16, gamma=2.0))
 
 
 def test_non_dominant_order_is_uniform():
     """With the dominant input fixed, the other b − 1 inputs get the other weights in a uniform
     random order: all (b − 1)! orderings equally likely, and the runner-up uniform."""
     b, reps = 4, 6000
-    W = zeta.weights(b, 2.0, n=reps, dominant=torch.zeros(reps, dtype=torch.long), generator=_gen(7))
+    W = zeta.weights(b, gamma=2.0, n=reps, dominant=torch.zeros(reps, dtype=torch.long), generator=_gen(7))
     order = W.argsort(dim=1, descending=True)
     assert bool((order[:, 0] == 0).all())
     counts = Counter(tuple(r) for r in order[:, 1:].tolist())
@@ -126,7 +126,7 @@ def test_non_dominant_order_is_uniform():
     assert stats.chisquare(list(counts.values())).pvalue > 1e-3, counts
     # Default dominants: among rows dominated by input 0 (of b = 5), the runner-up is uniform.
     b = 5
-    W = zeta.weights(b, 2.8, n=b * 4000, generator=_gen(8))
+    W = zeta.weights(b, gamma=2.8, n=b * 4000, generator=_gen(8))
     second = W.argsort(dim=1, descending=True)[:, 1]
     for k in range(b):
         c = Counter(second[k::b].tolist())
@@ -136,7 +136,7 @@ def test_non_dominant_order_is_uniform():
 
 def test_ordering_is_not_fixed():
     """A non-uniform construction (e.g. a fixed cyclic shift of the series) would fail here."""
-    W = zeta.weights(5, 2.0, n=500, dominant=torch.zeros(500, dtype=torch.long), generator=_gen(9))
+    W = zeta.weights(5, gamma=2.0, n=500, dominant=torch.zeros(500, dtype=torch.long), generator=_gen(9))
     assert len({tuple(r) for r in W.argsort(1).tolist()}) == 24
 
 
@@ -152,7 +152,7 @@ def test_wrong_axis_normalisation_breaks_rows(n, b):
     one series, n == b). With n != b, or with masked entries, it is not row-stochastic; the
     row normalisation and ``weights`` are."""
     gamma = 1.5
-    W = zeta.weights(b, gamma, n=n, dtype=torch.float64, generator=_gen(n + b))
+    W = zeta.weights(b, gamma=gamma, n=n, dtype=torch.float64, generator=_gen(n + b))
     raw = _unnormalised(W, gamma)
     torch.testing.assert_close(raw.sort(1, descending=True).values[:, 0], torch.ones(n, dtype=torch.float64))
     torch.testing.assert_close(raw / raw.sum(1, keepdim=True), W)  # rows: the right axis
@@ -185,7 +185,7 @@ def test_sample_apply_and_targets(b, n, gamma, seed):
     assert isinstance(m, Mixing) and not m.is_pairwise
     assert m.num_outputs == rows and m.batch_size == b and m.weights.dtype == torch.float64
     W = m.dense()
-    assert torch.equal(W, zeta.weights(b, gamma, n=n, dtype=torch.float64, generator=_gen(seed + 1)))
+    assert torch.equal(W, zeta.weights(b, gamma=gamma, n=n, dtype=torch.float64, generator=_gen(seed + 1)))
     out = m.apply(x)
     assert out.shape == (rows, 3, 2)
     torch.testing.assert_close(out, (W @ x.reshape(b, -1)).reshape(rows, 3, 2))
@@ -339,7 +339,7 @@ BAD_GAMMAS = [
 def test_bad_gamma(gamma, exc):
     x = torch.zeros(4, 2)
     for call in (lambda: zeta.sample(x, gamma=gamma), lambda: ZetaMixup(gamma=gamma, num_classes=3),
-                 lambda: zeta.weights(4, gamma), lambda: zeta.pseries(4, gamma),
+                 lambda: zeta.weights(4, gamma=gamma), lambda: zeta.pseries(4, gamma),
                  lambda: zeta.mixup_lambda(gamma), lambda: zeta.dominance_sum(3, gamma)):
         with pytest.raises(exc, match="gamma"):
             call()
@@ -347,44 +347,44 @@ def test_bad_gamma(gamma, exc):
 
 def test_weights_bad_arguments():
     with pytest.raises(ValueError, match=r"\bb\b must be an int >= 1"):
-        zeta.weights(0, 2.0)
+        zeta.weights(0, gamma=2.0)
     with pytest.raises(TypeError, match=r"\bb\b"):
-        zeta.weights(3.0, 2.0)
+        zeta.weights(3.0, gamma=2.0)
     with pytest.raises(ValueError, match=r"\bn\b must be an int >= 1"):
-        zeta.weights(3, 2.0, n=0)
+        zeta.weights(3, gamma=2.0, n=0)
     with pytest.raises(TypeError, match=r"\bn\b"):
-        zeta.weights(3, 2.0, n=True)
+        zeta.weights(3, gamma=2.0, n=True)
     with pytest.raises(ValueError, match=r"dominant must lie in \[0, b\) = \[0, 3\)"):
-        zeta.weights(3, 2.0, dominant=torch.tensor([0, 3, 1]))
+        zeta.weights(3, gamma=2.0, dominant=torch.tensor([0, 3, 1]))
     with pytest.raises(ValueError, match=r"dominant must lie in \[0, b\)"):
-        zeta.weights(3, 2.0, dominant=torch.tensor([0, -1]))
+        zeta.weights(3, gamma=2.0, dominant=torch.tensor([0, -1]))
     with pytest.raises(TypeError, match="dominant must be an integer tensor"):
-        zeta.weights(3, 2.0, dominant=torch.tensor([0.0, 1.0, 2.0]))
+        zeta.weights(3, gamma=2.0, dominant=torch.tensor([0.0, 1.0, 2.0]))
     with pytest.raises(TypeError, match="dominant must be an integer tensor"):
-        zeta.weights(3, 2.0, dominant=torch.tensor([True, False, True]))
+        zeta.weights(3, gamma=2.0, dominant=torch.tensor([True, False, True]))
     with pytest.raises(TypeError, match="dominant must be a torch.Tensor"):
-        zeta.weights(3, 2.0, dominant=[0, 1, 2])
+        zeta.weights(3, gamma=2.0, dominant=[0, 1, 2])
     with pytest.raises(ValueError, match=r"dominant must have shape \(4,\)"):
-        zeta.weights(3, 2.0, n=4, dominant=torch.tensor([0, 1, 2]))
+        zeta.weights(3, gamma=2.0, n=4, dominant=torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match=r"dominant must have shape \(3,\)"):
-        zeta.weights(3, 2.0, dominant=torch.zeros(3, 1, dtype=torch.long))
+        zeta.weights(3, gamma=2.0, dominant=torch.zeros(3, 1, dtype=torch.long))
     with pytest.raises(ValueError, match=r"dominant must have shape \(3,\)"):
-        zeta.weights(3, 2.0, dominant=torch.zeros(0, dtype=torch.long))
+        zeta.weights(3, gamma=2.0, dominant=torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="dominant is on meta"):
-        zeta.weights(3, 2.0, device="cpu", dominant=torch.zeros(3, dtype=torch.long, device="meta"))
+        zeta.weights(3, gamma=2.0, device="cpu", dominant=torch.zeros(3, dtype=torch.long, device="meta"))
     with pytest.raises(TypeError, match="dtype"):
-        zeta.weights(3, 2.0, dtype=torch.int64)
+        zeta.weights(3, gamma=2.0, dtype=torch.int64)
     with pytest.raises(TypeError, match="dtype"):
         zeta.pseries(3, 2.0, dtype="float32")
     with pytest.raises(TypeError, match="generator"):
-        zeta.weights(3, 2.0, generator=1)
+        zeta.weights(3, gamma=2.0, generator=1)
     with pytest.raises(ValueError, match="generator is on cpu but the batch is on meta"):
-        zeta.weights(3, 2.0, device="meta", generator=torch.Generator())
+        zeta.weights(3, gamma=2.0, device="meta", generator=torch.Generator())
     # Values are not checked off the CPU in "auto" mode (that would synchronise), and are
     # checked in "always" mode.
-    zeta.weights(3, 2.0, dominant=torch.tensor([0, 7, 1], device="meta"))
+    zeta.weights(3, gamma=2.0, dominant=torch.tensor([0, 7, 1], device="meta"))
     with _checks.value_checks("never"):
-        zeta.weights(3, 2.0, dominant=torch.tensor([0, 1, 2]))
+        zeta.weights(3, gamma=2.0, dominant=torch.tensor([0, 1, 2]))
 
 
 def test_sample_bad_arguments():

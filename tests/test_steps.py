@@ -1,0 +1,177 @@
+"""mixbook.steps: the generic training method built from a sampler, and the registry.
+
+Each registered mixing method is a SamplerMethod; its loss is checked against the same
+computation written out by hand with the same generator state (the sampler's draw, the layer,
+the loss form), so the registry entries are the methods the chapters describe."""
+
+import functools
+import random
+
+import pytest
+import torch
+
+from mixbook import data, hooks, losses, manifold, mixup, models, multimix, reformulation, steps, train, zeta
+from mixbook.mixing import Mixing
+
+
+def _setup(seed=0, b=12):
+    torch.manual_seed(seed)
+    model = models.MLP(6, 3, (8, 8))
+    x = torch.randn(b, 6)
+    y = torch.arange(b) % 3
+    return model, x, y
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_mixup_is_its_sampler_at_the_input_with_the_mixed_loss():
+    model, x, y = _setup()
+    got = train.make_method("mixup", alpha=0.4, per_sample=True).loss(model, x, y, 3, _gen(1))
+    m = mixup.sample(x, y, alpha=0.4, per_sample=True, generator=_gen(1))
+    want = losses.mixed_cross_entropy(model(m.apply(x)), y, y[m.partner], m.lam)
+    torch.testing.assert_close(got, want)
+    soft = train.make_method("mixup", alpha=0.4, per_sample=True, loss="soft").loss(model, x, y, 3, _gen(1))
+    torch.testing.assert_close(soft, want)            # the two loss forms agree for a pairwise mixing
+
+
+def test_reformulation_keeps_the_first_label_and_draws_from_a_pool():
+    model, x, y = _setup()
+    got = train.make_method("reformulation", alpha=0.7).loss(model, x, y, 3, _gen(2))
+    m = reformulation.sample(x, alpha=0.7, generator=_gen(2))
+    torch.testing.assert_close(got, torch.nn.functional.cross_entropy(model(m.apply(x)), y))
+    pool = torch.randn(30, 6)
+    before = pool.clone()
+    got = train.make_method("reformulation", alpha=0.7, unlabelled=pool).loss(model, x, y, 3, _gen(3))
+    m = reformulation.sample(x, alpha=0.7, partners=pool, generator=_gen(3))
+    torch.testing.assert_close(got, torch.nn.functional.cross_entropy(model(m.apply(x, pool)), y))
+    assert torch.equal(pool, before)
+
+
+def test_zeta_is_dense_at_the_input_with_soft_targets():
+    model, x, y = _setup()
+    got = train.make_method("zeta", gamma=2.0).loss(model, x, y, 3, _gen(4))
+    m = zeta.sample(x, y, gamma=2.0, generator=_gen(4))
+    torch.testing.assert_close(got, losses.soft_cross_entropy(model(m.apply(x)), m.targets(y, 3)))
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_multimix_mixes_the_embedding_with_the_clean_term(clean):
+    model, x, y = _setup()
+    got = train.make_method("multimix", alpha=1.0, n=20, clean=clean).loss(model, x, y, 3, _gen(5))
+    m = multimix.sample(x, y, alpha=1.0, n=20, generator=_gen(5))
+    fn = (lambda h: torch.cat([h, m.apply(h)])) if clean else m.apply
+    logits = hooks.transform_at(model, x, "features", fn)
+    targets = m.targets(y, 3)
+    want = losses.soft_cross_entropy(logits[12:], targets) + torch.nn.functional.cross_entropy(logits[:12], y) \
+        if clean else losses.soft_cross_entropy(logits, targets)
+    torch.testing.assert_close(got, want)
+
+
+def test_manifold_mixup_draws_the_mixing_then_the_layer_from_its_seed():
+    model, x, y = _setup()
+    layers = ["input", "features.1", "features.3"]
+    method = train.make_method("manifold_mixup", layers=layers, alpha=2.0, seed=7)
+    rng = random.Random(7)
+    for step in range(6):
+        got = method.loss(model, x, y, 3, _gen(10 + step))
+        m = mixup.sample(x, y, alpha=2.0, generator=_gen(10 + step))
+        layer = layers[rng.randrange(3)]
+        logits = model(m.apply(x)) if layer == "input" else hooks.transform_at(model, x, layer, m.apply)
+        torch.testing.assert_close(got, losses.mixed_cross_entropy(logits, y, y[m.partner], m.lam))
+    # a new model restarts the layer sequence, as a separate run would
+    other, _, _ = _setup(1)
+    first = method.prepare(other, x, y, 3, _gen(0)).layer
+    assert first == layers[random.Random(7).randrange(3)]
+
+
+def test_a_partial_of_any_sample_is_a_training_method():
+    split = data.two_moons(n_train=64, n_test=64, seed=0)
+    method = steps.SamplerMethod(functools.partial(zeta.sample, gamma=2.0), loss="soft")
+    hist = train.fit(models.MLP(2, 2, (8,)), split, method, epochs=2, batch_size=16, seed=0, device="cpu",
+                     progress=False)
+    erm = train.fit(models.MLP(2, 2, (8,)), split, "erm", epochs=2, batch_size=16, seed=0, device="cpu",
+                    progress=False)
+    assert hist.epochs[-1]["train_loss"] != erm.epochs[-1]["train_loss"]
+    assert repr(method) == "SamplerMethod(mixbook.zeta.sample(gamma=2.0), at='input', loss='soft')"
+
+
+def test_a_new_method_is_one_module_and_a_register_call():
+    """What README's "Adding a mixing method" shows: a sampler and its registered entry."""
+    def flip_sample(x, y=None, *, generator=None, lam: float = 0.7):
+        if not 0 <= lam <= 1:
+            raise ValueError(f"lam must be in [0, 1], got {lam}")
+        b = x.shape[0]
+        return Mixing(batch_size=b, partner=torch.arange(b - 1, -1, -1, device=x.device),
+                      lam=torch.full((b,), lam, device=x.device))
+
+    @steps.register("flip_test")
+    def training_method(lam: float = 0.7) -> steps.SamplerMethod:
+        return steps.SamplerMethod(flip_sample, loss="mixed", lam=lam)
+
+    try:
+        assert repr(train.make_method("flip_test")) == "flip_test(lam=0.7)"
+        with pytest.raises(ValueError, match="lam must be in"):
+            train.make_method("flip_test", lam=2.0)           # checked when built
+        split = data.two_moons(n_train=32, n_test=32, seed=0)
+        hist = train.fit(models.MLP(2, 2, (8,)), split, "flip_test", epochs=1, batch_size=8, seed=0, device="cpu",
+                         progress=False)
+        assert hist.method == "flip_test(lam=0.7)"
+    finally:
+        del steps.METHODS["flip_test"]
+
+
+def test_registered_reprs_name_the_method_and_its_options():
+    assert repr(train.make_method("zeta")) == "zeta(gamma=2.8)"
+    assert repr(train.make_method("mixup", alpha=0.2)) == \
+        "mixup(alpha=0.2, per_sample=False, pairing='random', loss='mixed')"
+    assert repr(train.make_method("manifold_mixup", layers=("input", "features.2"))) == \
+        "manifold_mixup(layers=['input', 'features.2'], alpha=2.0, per_sample=False, seed=0)"
+    assert repr(train.make_method("reformulation", alpha=0.4, unlabelled=torch.zeros(9, 2))) == \
+        "reformulation(alpha=0.4, unlabelled=<9 examples>)"
+    assert repr(train.make_method("multimix")) == "multimix(alpha=1.0, n=None, layer='features', clean=True)"
+
+
+@pytest.mark.parametrize("build, err, match", [
+    (lambda: steps.SamplerMethod(3), TypeError, "sampler must be callable"),
+    (lambda: steps.SamplerMethod(mixup.sample, at=3), TypeError, "at must be"),
+    (lambda: steps.SamplerMethod(mixup.sample, at=[]), TypeError, "at must be"),
+    (lambda: steps.SamplerMethod(mixup.sample, loss="hinge"), ValueError, "loss"),
+    (lambda: steps.SamplerMethod(zeta.sample, loss="mixed"), ValueError, "needs a pairwise sampler"),
+    (lambda: steps.SamplerMethod(multimix.sample, loss="kept", n=5), ValueError, "one output per input"),
+    (lambda: steps.SamplerMethod(mixup.sample, clean=True), ValueError, "clean=True is for dense"),
+    (lambda: steps.SamplerMethod(lambda x, y, *, generator: x), TypeError, "must return a mixbook.mixing.Mixing"),
+    (lambda: train.make_method("mixup", alpha=-1.0), ValueError, "alpha"),
+    (lambda: train.make_method("mixup", loss="kept"), ValueError, "loss"),
+    (lambda: train.make_method("multimix", n=0), ValueError, "n"),
+    (lambda: train.make_method("multimix", layer=3), TypeError, "layer"),
+    (lambda: train.make_method("manifold_mixup", layers="features"), TypeError, "layers"),
+    (lambda: train.make_method("manifold_mixup", layers=["input"], seed=-1), ValueError, "seed"),
+    (lambda: train.make_method("reformulation", unlabelled=[[0.0]]), TypeError, "unlabelled"),
+    (lambda: train.make_method("nope"), ValueError, "method must be one of"),
+])
+def test_bad_arguments(build, err, match):
+    with pytest.raises(err, match=match):
+        build()
+
+
+def test_bad_layer_is_reported_at_the_first_step():
+    model, x, y = _setup()
+    method = train.make_method("multimix", layer="features.9")
+    with pytest.raises(ValueError, match="features.9"):
+        method.loss(model, x, y, 3, _gen(0))
+
+
+def test_register_refuses_a_taken_name():
+    with pytest.raises(ValueError, match="already registered"):
+        steps.register("mixup")(lambda: None)
+    with pytest.raises(TypeError, match="name"):
+        steps.register("")
+
+
+def test_every_mixing_module_registers_its_method():
+    for name, module in (("mixup", mixup), ("reformulation", reformulation), ("zeta", zeta),
+                         ("multimix", multimix), ("manifold_mixup", manifold)):
+        assert name in steps.METHODS and callable(module.training_method)
+        assert steps.METHODS[name].__wrapped__ is module.training_method
