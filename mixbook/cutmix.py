@@ -260,6 +260,9 @@ class CutMix(_BoxTransform):
     dimensions) and every calling convention of :class:`~mixbook.mixing.MixingTransform`.
     """
 
+    sampler = staticmethod(sample)
+    hyper_parameters = ("alpha", "prob", "mode", "correct_lam", "pairing")
+
     def __init__(self, *, alpha: float = 1.0, num_classes: int, prob: float = 1.0, mode: str = "batch",
                  correct_lam: bool = True, pairing: str | None = None, smoothing: float = 0.0,
                  multi_label: bool = False, labels_getter: object = "default",
@@ -268,14 +271,6 @@ class CutMix(_BoxTransform):
         self.alpha = _checks.positive_float("alpha", alpha)
         self._common(num_classes=num_classes, prob=prob, mode=mode, correct_lam=correct_lam, pairing=pairing,
                      smoothing=smoothing, multi_label=multi_label, labels_getter=labels_getter, generator=generator)
-
-    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> BoxMixing:
-        return sample(x, y, alpha=self.alpha, prob=self.prob, mode=self.mode, correct_lam=self.correct_lam,
-                      pairing=self.pairing, generator=self.stream())
-
-    def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, num_classes={self.num_classes}, prob={self.prob}, mode={self.mode!r}, "
-                f"correct_lam={self.correct_lam}, pairing={self.pairing!r}, smoothing={self.smoothing}")
 
 
 class MixUpCutMix(_BoxTransform):
@@ -296,6 +291,9 @@ class MixUpCutMix(_BoxTransform):
         x_mix, y_soft = mix(x, y)      # y_soft is (b, 10) for every batch, mixed or not
     """
 
+    sampler = staticmethod(sample_switch)
+    hyper_parameters = ("mixup_alpha", "cutmix_alpha", "switch_prob", "prob", "mode", "correct_lam", "pairing")
+
     def __init__(self, *, mixup_alpha: float = 1.0, cutmix_alpha: float = 1.0, switch_prob: float = 0.5,
                  num_classes: int, prob: float = 1.0, mode: str = "batch", correct_lam: bool = True,
                  pairing: str | None = None, smoothing: float = 0.0, multi_label: bool = False,
@@ -306,13 +304,3 @@ class MixUpCutMix(_BoxTransform):
         self.switch_prob = _checks.unit_interval("switch_prob", switch_prob, include_one=True)
         self._common(num_classes=num_classes, prob=prob, mode=mode, correct_lam=correct_lam, pairing=pairing,
                      smoothing=smoothing, multi_label=multi_label, labels_getter=labels_getter, generator=generator)
-
-    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> BoxMixing:
-        return sample_switch(x, y, mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha,
-                             switch_prob=self.switch_prob, prob=self.prob, mode=self.mode,
-                             correct_lam=self.correct_lam, pairing=self.pairing, generator=self.stream())
-
-    def extra_repr(self) -> str:
-        return (f"mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}, switch_prob={self.switch_prob}, "
-                f"num_classes={self.num_classes}, prob={self.prob}, mode={self.mode!r}, "
-                f"correct_lam={self.correct_lam}, pairing={self.pairing!r}, smoothing={self.smoothing}")

@@ -22,13 +22,18 @@ and never modifies its inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from . import _checks, _random, fused
 from .losses import _one_hot
+
+if TYPE_CHECKING:  # the training step type (mixbook.steps imports this module)
+    from .steps import Step
 
 __all__ = ["Mixing", "MixingTransform"]
 
@@ -373,6 +378,11 @@ class MixingTransform(nn.Module):
     multi_label: bool = False
     labels_getter: object = "default"
 
+    sampler: ClassVar[Callable[..., Mixing] | None] = None
+    """The module's sampler, ``sampler(x, y, *, generator, **hp) -> Mixing`` (set with ``staticmethod``)."""
+    hyper_parameters: ClassVar[tuple[str, ...]] = ()
+    """The sampler keywords the transform holds as attributes, in the order ``repr`` shows them."""
+
     def _set_common(self, *, num_classes: object, smoothing: object, multi_label: object, labels_getter: object,
                     generator: object) -> None:
         """Validate and store the options every transform shares (the subclasses' ``__init__`` call it)."""
@@ -413,8 +423,45 @@ class MixingTransform(nn.Module):
         state.pop("_rank_stream", None)    # nor a rank's (each process derives its own)
         return state
 
-    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+               generator: torch.Generator | None = None) -> Mixing:
+        """The :class:`Mixing` this transform would apply to ``(x, y)``: :attr:`sampler` with the
+        transform's :attr:`hyper_parameters`, drawing from ``generator`` when one is given (for
+        this call only; the transform's own stream does not advance), else from :meth:`stream`."""
+        sampler = type(self).sampler
+        if sampler is None:  # pragma: no cover - every transform of the package sets it
+            raise NotImplementedError(f"{type(self).__name__} sets no sampler")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        return sampler(x, y, generator=self.stream() if generator is None else generator,
+                       **{name: getattr(self, name) for name in self.hyper_parameters})
+
+    def extra_repr(self) -> str:
+        shown = [f"{name}={getattr(self, name)!r}" for name in self.hyper_parameters]
+        return ", ".join([*shown, f"num_classes={self.num_classes}", f"smoothing={self.smoothing}"])
+
+    # ------------------------------------------------------------------ as a training method
+    def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                generator: torch.Generator) -> "Step":
+        """The transform as a training step (:class:`mixbook.steps.Step`): the mixed batch and its
+        (smoothed) soft targets, scored by soft-target cross-entropy; drawn from ``generator``
+        (``fit`` passes its mixing stream), so ``fit(model, split, MixUp(...))`` trains with it."""
+        from .steps import Step, soft_ce
+
+        if num_classes != self.num_classes:
+            raise ValueError(f"the transform was built for num_classes={self.num_classes}, the data has {num_classes}")
+        labels = self._labels(y, x.shape[0])
+        m = self.sample(x, self._sampler_labels(labels), generator=generator)
+        targets = m.targets(labels, self.num_classes, self.smoothing, multi_label=self.multi_label)
+        return Step(m.apply(x), soft_ce, (targets,))
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+             generator: torch.Generator) -> torch.Tensor:
+        """:meth:`prepare`, run and scored: the transform is a :class:`mixbook.steps.Method`."""
+        from .steps import run_step
+
+        step = self.prepare(model, x, y, num_classes, generator)
+        return step.score(run_step(model, step))
 
     # ------------------------------------------------------------------ checkpointing
     def get_extra_state(self) -> dict:
@@ -468,11 +515,11 @@ class MixingTransform(nn.Module):
             return y.argmax(1)
         return y
 
-    def _mix_batch(self, x: object, y: object,
-                   extra: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    def _mix_batch(self, x: object, y: object, extra: tuple[torch.Tensor, ...] = (),
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         x = _checks.image_batch("x", x)
         y = self._labels(y, x.shape[0])
-        m = self.sample(x, self._sampler_labels(y))
+        m = self.sample(x, self._sampler_labels(y), generator=generator)
         outs = []
         for i, other in enumerate(extra):
             name = f"input {i}"
@@ -482,8 +529,11 @@ class MixingTransform(nn.Module):
         targets = m.targets(y, self.num_classes, self.smoothing, multi_label=self.multi_label)
         return _tv_wrap(m.apply(x), x), targets, tuple(outs)
 
-    def forward(self, *inputs: object) -> object:
+    def forward(self, *inputs: object, generator: torch.Generator | None = None) -> object:
         """Mix a batch and its labels; returns ``(n, *)`` inputs and ``(n, C)`` soft targets.
+
+        ``generator``: draw this call from it instead of the transform's own stream (which then
+        does not advance), e.g. a training loop's per-step generator.
 
         Calling conventions (as torchvision's ``v2.MixUp``/``v2.CutMix``):
 
@@ -510,7 +560,7 @@ class MixingTransform(nn.Module):
         """
         getter = getattr(self, "labels_getter", "default")
         if len(inputs) == 2 and getter == "default":
-            x_mix, targets, _ = self._mix_batch(inputs[0], inputs[1])
+            x_mix, targets, _ = self._mix_batch(inputs[0], inputs[1], generator=generator)
             return x_mix, targets
         sample = inputs if len(inputs) > 1 else (inputs[0] if inputs else None)
         if not isinstance(sample, (tuple, list, dict)):
@@ -532,7 +582,7 @@ class MixingTransform(nn.Module):
         if not images:
             raise ValueError("the sample holds no floating image batch to mix besides the labels")
         first, rest = images[0], images[1:]
-        x_mix, targets, outs = self._mix_batch(sample[first], labels, tuple(sample[k] for k in rest))
+        x_mix, targets, outs = self._mix_batch(sample[first], labels, tuple(sample[k] for k in rest), generator=generator)
         replaced = {first: x_mix, **dict(zip(rest, outs))}
         out = {k: (targets if v is labels else replaced.get(k, v)) for k, v in items}
         if isinstance(sample, dict):

@@ -191,6 +191,9 @@ class MixUp(MixingTransform):
         loss = mixbook.losses.soft_cross_entropy(model(x_mix), y_soft)
     """
 
+    sampler = staticmethod(sample)
+    hyper_parameters = ("alpha", "per_sample", "pairing")
+
     def __init__(
         self,
         *,
@@ -209,15 +212,6 @@ class MixUp(MixingTransform):
         self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
         self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
                          labels_getter=labels_getter, generator=generator)
-
-    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
-        """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
-        return sample(x, y, alpha=self.alpha, per_sample=self.per_sample,
-                      pairing=self.pairing, generator=self.stream())
-
-    def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, num_classes={self.num_classes}, per_sample={self.per_sample}, "
-                f"pairing={self.pairing!r}, smoothing={self.smoothing}")
 
 
 @steps.register("mixup")

@@ -164,6 +164,9 @@ class MultiMix(MixingTransform):
         loss = mixbook.losses.soft_cross_entropy(model(x_mix), y_soft)
     """
 
+    sampler = staticmethod(sample)
+    hyper_parameters = ("alpha", "n")
+
     def __init__(
         self,
         *,
@@ -180,13 +183,6 @@ class MultiMix(MixingTransform):
         self.n = None if n is None else _checks.positive_int("n", n)
         self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
                          labels_getter=labels_getter, generator=generator)
-
-    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
-        """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
-        return sample(x, y, n=self.n, alpha=self.alpha, generator=self.stream())
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, num_classes={self.num_classes}, n={self.n}, smoothing={self.smoothing}"
 
 
 # ---------------------------------------------------------------------- dense MultiMix

@@ -221,6 +221,9 @@ class ZetaMixup(MixingTransform):
         loss = mixbook.losses.soft_cross_entropy(model(x_mix), y_soft)
     """
 
+    sampler = staticmethod(sample)
+    hyper_parameters = ("gamma", "n")
+
     def __init__(
         self,
         *,
@@ -237,13 +240,6 @@ class ZetaMixup(MixingTransform):
         self.n = None if n is None else _checks.positive_int("n", n)
         self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
                          labels_getter=labels_getter, generator=generator)
-
-    def sample(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Mixing:
-        """The :class:`~mixbook.mixing.Mixing` this transform would apply to ``(x, y)``."""
-        return sample(x, y, gamma=self.gamma, n=self.n, generator=self.stream())
-
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, num_classes={self.num_classes}, n={self.n}, smoothing={self.smoothing}"
 
 
 # ---------------------------------------------------------------------- the maths of the chapter
