@@ -10,10 +10,14 @@ current stream, after a synchronisation that empties the queue.
 ``python -m mixbook.bench`` (:func:`main`) runs the whole comparison and writes a table and a
 JSON file (:func:`run` is the same from Python):
 
-* **mixbook ops**: pairwise mixup with one λ a batch (``mixup.sample`` + ``Mixing.apply`` +
-  ``Mixing.targets``), the same with one λ per example, ζ-mixup (``zeta.sample`` + ``apply``,
-  dense) and MultiMix (``multimix.sample`` with ``n = 1000`` outputs + ``apply`` on ``d = 512``
-  embeddings).
+* **mixbook ops**: whatever the method modules declare in their ``BENCH`` tuples
+  (:data:`BENCH_MODULES`, :func:`entries`): today pairwise mixup with one λ a batch
+  (``mixup.sample`` + ``Mixing.apply`` + ``Mixing.targets``), the same with one λ per example,
+  ζ-mixup (``zeta.sample`` + ``apply``, dense) and MultiMix (``multimix.sample`` with
+  ``n = 1000`` outputs + ``apply`` on ``d = 512`` embeddings). An entry names its op, the kind
+  of case it runs on, its bytes family, how to build the call, and its targets; the harness
+  compares it with every peer of its family in the case, so adding a method's benchmark is a
+  ``BENCH`` tuple in its module.
 * **peers**: torchvision ``transforms.v2.MixUp`` and ``v2.CutMix``; timm ``timm.data.Mixup`` in
   ``batch`` and ``elem`` mode; :func:`zeta_numpy_reference` and :func:`multimix_numpy_reference`
   (NumPy, CPU only); one plain matmul ``W @ X`` of the dense ops' shape; and the baseline, a
@@ -72,12 +76,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, mixup, multimix, zeta
 from .results import provenance
 
 __all__ = ["time_ops", "dispatched_ops", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
            "run", "format_table", "main", "evaluate_targets", "provenance", "FAMILIES", "TARGETS_CPU",
-           "TARGETS_CUDA"]
+           "TARGETS_CUDA", "BENCH_MODULES", "ENTRY_KEYS", "entries"]
 
 
 # ---------------------------------------------------------------------- timing
@@ -430,6 +434,43 @@ def make_cases(
 
 
 # ---------------------------------------------------------------------- ops of a case
+BENCH_MODULES = (mixup, zeta, multimix)
+"""The modules whose ``BENCH`` tuples the harness runs (:func:`entries`)."""
+
+ENTRY_KEYS = {
+    "op": "the op's name in the results (``mixbook_<method>``)",
+    "kind": "the cases it runs on: 'image' (b, 3, H, W) or 'embedding' (b, d) -> (n, d)",
+    "family": "its bytes family (FAMILIES): it is compared with every peer of that family",
+    "make": "make(x, y, num_classes, n) -> a zero-argument call that runs the op once",
+    "targets": "CPU targets: (name, peer op, minimum speedup, batches or None for every case)",
+    "cuda_targets": "optional CUDA targets: (name, 'copy_fraction', minimum) or (name, 'matmul_ratio', maximum)",
+}
+"""The keys of a benchmark entry (``cuda_targets`` optional)."""
+
+
+def entries(modules: Sequence[object] | None = None) -> tuple[dict[str, Any], ...]:
+    """Every declared benchmark entry of ``modules`` (default :data:`BENCH_MODULES`), checked."""
+    out = []
+    for module in BENCH_MODULES if modules is None else modules:
+        for entry in getattr(module, "BENCH", ()):
+            missing = {k for k in ENTRY_KEYS if k != "cuda_targets"} - set(entry)
+            if missing or set(entry) - set(ENTRY_KEYS):
+                raise ValueError(f"{getattr(module, '__name__', module)}: a BENCH entry needs the keys "
+                                 f"{sorted(ENTRY_KEYS)} ('cuda_targets' optional), got {sorted(entry)}")
+            if entry["kind"] not in ("image", "embedding") or entry["family"] not in FAMILIES:
+                raise ValueError(f"{entry['op']}: kind must be 'image' or 'embedding' and family one of {FAMILIES}")
+            out.append(entry)
+    names = [e["op"] for e in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"benchmark entries must have distinct op names, got {names}")
+    return tuple(out)
+
+
+def _declared_ops(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, n: int | None) -> dict[str, "_Op"]:
+    return {e["op"]: _Op(e["make"](x, y, num_classes, n), "mixbook", e["family"], True)
+            for e in entries() if e["kind"] == kind}
+
+
 @dataclass
 class _Op:
     fn: Callable[[], object]
@@ -459,30 +500,15 @@ def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) ->
     """Ops of an image case; see the module docstring for what each one is."""
     from torchvision.transforms import v2
 
-    from . import mixup, zeta
-
     x, y, c = inp.x, inp.y, case.num_classes
     b = case.batch
-
-    def mixbook_mixup():
-        m = mixup.sample(x, alpha=ALPHA)
-        return m.apply(x), m.targets(y, c)
-
-    def mixbook_mixup_per_sample():
-        m = mixup.sample(x, alpha=ALPHA, per_sample=True)
-        return m.apply(x), m.targets(y, c)
-
-    def mixbook_zeta():
-        return zeta.sample(x, gamma=ZETA_GAMMA).apply(x)
 
     tv_mixup, tv_cutmix = v2.MixUp(alpha=ALPHA, num_classes=c), v2.CutMix(alpha=ALPHA, num_classes=c)
     w = zeta.weights(b, gamma=ZETA_GAMMA, device=dev).to(x.dtype)
     flat = x.reshape(b, -1)
     ops = {
         "copy": _Op(x.clone, "baseline", "copy"),
-        "mixbook_mixup": _Op(mixbook_mixup, "mixbook", "pairwise", True),
-        "mixbook_mixup_per_sample": _Op(mixbook_mixup_per_sample, "mixbook", "pairwise", True),
-        "mixbook_zeta": _Op(mixbook_zeta, "mixbook", "dense", True),
+        **_declared_ops("image", x, y, c, None),
         "torchvision_mixup": _Op(lambda: tv_mixup(x, y), "peer", "pairwise"),
         "torchvision_cutmix": _Op(lambda: tv_cutmix(x, y), "peer", "pairwise", note="CutMix: a different op, for scale"),
     }
@@ -507,17 +533,11 @@ def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) ->
 
 def _embedding_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) -> dict[str, _Op]:
     """Ops of a MultiMix embedding case ``(b, d)`` → ``(n, d)``."""
-    from . import multimix
-
     z, b, n = inp.x, case.batch, case.n
-
-    def mixbook_multimix():
-        return multimix.sample(z, n=n, alpha=ALPHA).apply(z)
-
     w = multimix.weights(b, n=n, alpha=ALPHA, device=dev).to(z.dtype)
     ops = {
         "copy": _Op(z.clone, "baseline", "copy"),
-        "mixbook_multimix": _Op(mixbook_multimix, "mixbook", "dense", True),
+        **_declared_ops("embedding", z, inp.y, case.num_classes, n),
     }
     if dev.type == "cpu" and z.dtype == torch.float32:
         z_np, rng = z.numpy(), np.random.default_rng(0)
@@ -618,23 +638,20 @@ def _run_case(case: Case, dev: torch.device, *, repeats: int, warmup: int, min_t
 
 
 # ---------------------------------------------------------------------- targets
-TARGETS_CPU = (
-    # (name, mixbook op, peer op, minimum speedup, batches (None: every case), kind)
-    ("pairwise >= 1.5x torchvision MixUp", "mixbook_mixup", "torchvision_mixup", 1.5, None, "image"),
-    ("pairwise >= 1.5x timm batch (in place)", "mixbook_mixup", "timm_batch", 1.5, None, "image"),
-    ("pairwise >= 1.5x timm batch (fresh clone)", "mixbook_mixup", "timm_batch_clone", 1.5, None, "image"),
-    ("per-sample lambda >= 10x timm elem", "mixbook_mixup_per_sample", "timm_elem", 10.0, None, "image"),
-    ("zeta weights + mixing >= 10x NumPy reference at b=256", "mixbook_zeta", "numpy_zeta", 10.0, (256,), "image"),
-)
-"""CPU targets: speedup of a mixbook op over a peer, in every matching case."""
+def _targets_cpu() -> tuple[tuple[str, str, str, float, tuple[int, ...] | None, str], ...]:
+    return tuple((name, e["op"], peer, minimum, batches, e["kind"])
+                 for e in entries() for name, peer, minimum, batches in e["targets"])
 
-TARGETS_CUDA = (
-    "pairwise >= 70% of copy bandwidth",
-    "zeta within 2x of one bf16 matmul",
-    "multimix within 2x of one bf16 matmul",
-    "no host sync in mixbook ops",
-)
-"""CUDA targets (evaluated when the run is on CUDA)."""
+
+def _targets_cuda() -> tuple[str, ...]:
+    return tuple(t[0] for e in entries() for t in e.get("cuda_targets", ())) + ("no host sync in mixbook ops",)
+
+
+TARGETS_CPU = _targets_cpu()
+"""CPU targets, from the entries: ``(name, mixbook op, peer op, minimum speedup, batches, kind)``."""
+
+TARGETS_CUDA = _targets_cuda()
+"""CUDA targets, from the entries, and the host-sync check of every mixbook op."""
 
 
 def _target(name: str, case: str, measured: float | bool | None, target: str, ok: bool | None,
@@ -652,7 +669,7 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
     """
     dev = torch.device(device)
     out: list[dict[str, Any]] = []
-    for name, op, peer, minimum, batches, kind in TARGETS_CPU:
+    for name, op, peer, minimum, batches, kind in _targets_cpu():
         if dev.type != "cpu":
             continue
         for c in cases:
@@ -664,20 +681,23 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
             s = c["ops"][op]["speedup_vs"][peer]
             out.append(_target(name, c["name"], s, f">= {minimum:g}", s >= minimum))
     if dev.type == "cuda":
+        declared = [(e["op"], t) for e in entries() for t in e.get("cuda_targets", ())]
         for c in cases:
             ops = c["ops"]
-            if "mixbook_mixup" in ops:
-                f = ops["mixbook_mixup"]["copy_fraction"]
-                out.append(_target(TARGETS_CUDA[0], c["name"], f, ">= 0.7", f >= 0.7))
-            if c["dtype"] == "bfloat16":
-                for i, op in ((1, "mixbook_zeta"), (2, "mixbook_multimix")):
-                    if op in ops and "matmul" in ops:
-                        r = ops[op]["median_s"] / ops["matmul"]["median_s"]
-                        out.append(_target(TARGETS_CUDA[i], c["name"], r, "<= 2", r <= 2.0))
+            for op, (name, measure, bound) in declared:
+                if op not in ops:
+                    continue
+                if measure == "copy_fraction":
+                    f = ops[op]["copy_fraction"]
+                    out.append(_target(name, c["name"], f, f">= {bound:g}", f >= bound))
+                elif measure == "matmul_ratio" and c["dtype"] == "bfloat16" and "matmul" in ops:
+                    r = ops[op]["median_s"] / ops["matmul"]["median_s"]
+                    out.append(_target(name, c["name"], r, f"<= {bound:g}", r <= bound))
             for op, rec in ops.items():
                 if rec["role"] == "mixbook":
                     ok = rec.get("host_sync_free")
-                    out.append(_target(TARGETS_CUDA[3], c["name"], ok, "True", ok, f"{op} {rec.get('host_sync_error', '')}".strip()))
+                    out.append(_target("no host sync in mixbook ops", c["name"], ok, "True", ok,
+                                       f"{op} {rec.get('host_sync_error', '')}".strip()))
     return out
 
 

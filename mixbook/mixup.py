@@ -225,3 +225,26 @@ def training_method(alpha: float = 1.0, per_sample: bool = False, pairing: str =
     """
     return steps.SamplerMethod(sample, loss=_checks.choice("loss", loss, ("soft", "mixed")), alpha=alpha,
                                per_sample=per_sample, pairing=pairing)
+
+
+# ---------------------------------------------------------------------- benchmark entries
+def _bench(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, per_sample: bool):
+    def call():
+        m = sample(x, alpha=1.0, per_sample=per_sample)
+        return m.apply(x), m.targets(y, num_classes)
+    return call
+
+
+BENCH = (
+    {"op": "mixbook_mixup", "kind": "image", "family": "pairwise",
+     "make": lambda x, y, num_classes, n: _bench(x, y, num_classes, per_sample=False),
+     "targets": (("pairwise >= 1.5x torchvision MixUp", "torchvision_mixup", 1.5, None),
+                 ("pairwise >= 1.5x timm batch (in place)", "timm_batch", 1.5, None),
+                 ("pairwise >= 1.5x timm batch (fresh clone)", "timm_batch_clone", 1.5, None)),
+     "cuda_targets": (("pairwise >= 70% of copy bandwidth", "copy_fraction", 0.7),)},
+    {"op": "mixbook_mixup_per_sample", "kind": "image", "family": "pairwise",
+     "make": lambda x, y, num_classes, n: _bench(x, y, num_classes, per_sample=True),
+     "targets": (("per-sample lambda >= 10x timm elem", "timm_elem", 10.0, None),)},
+)
+"""What :mod:`mixbook.bench` times for this module (see :data:`mixbook.bench.ENTRY_KEYS`): one λ a
+batch and one λ an example, sample + apply + targets, with their speed targets against peers."""

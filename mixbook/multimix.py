@@ -345,3 +345,16 @@ def training_method(alpha: float = DEFAULT_ALPHA, n: int | None = None, layer: s
     if not isinstance(layer, str):
         raise TypeError(f"layer must be a module path (str) or 'input', got {type(layer).__name__}")
     return steps.SamplerMethod(sample, at=layer, loss="soft", clean=clean, alpha=alpha, n=n)
+
+
+# ---------------------------------------------------------------------- benchmark entries
+def _bench(z: torch.Tensor, y: torch.Tensor, num_classes: int, n: int | None):
+    return lambda: sample(z, n=n, alpha=DEFAULT_ALPHA).apply(z)
+
+
+BENCH = (
+    {"op": "mixbook_multimix", "kind": "embedding", "family": "dense", "make": _bench,
+     "targets": (),
+     "cuda_targets": (("multimix within 2x of one bf16 matmul", "matmul_ratio", 2.0),)},
+)
+"""What :mod:`mixbook.bench` times for this module: ``n`` Dirichlet mixes of ``(b, d)`` embeddings."""

@@ -327,3 +327,16 @@ def training_method(gamma: float = DEFAULT_GAMMA) -> steps.SamplerMethod:
     output a p-series-weighted mix of the whole batch (:func:`sample`), soft-target cross-entropy.
     The top weight dominates the rest iff γ > γ*(b)."""
     return steps.SamplerMethod(sample, loss="soft", gamma=gamma)
+
+
+# ---------------------------------------------------------------------- benchmark entries
+def _bench(x: torch.Tensor, y: torch.Tensor, num_classes: int, n: int | None):
+    return lambda: sample(x, gamma=DEFAULT_GAMMA).apply(x)
+
+
+BENCH = (
+    {"op": "mixbook_zeta", "kind": "image", "family": "dense", "make": _bench,
+     "targets": (("zeta weights + mixing >= 10x NumPy reference at b=256", "numpy_zeta", 10.0, (256,)),),
+     "cuda_targets": (("zeta within 2x of one bf16 matmul", "matmul_ratio", 2.0),)},
+)
+"""What :mod:`mixbook.bench` times for this module: the weights and the mixing (sample + apply)."""

@@ -330,9 +330,10 @@ def test_quick_cli_writes_the_documented_json(quick_run):
     assert result["parameters"]["quick"] is True and result["parameters"]["device"] == "cpu"
     assert [c["name"] for c in result["cases"]] == ["image3x32x32_b32_float32", "embedding512_b32_n1000_float32"]
     image, emb = result["cases"]
-    assert {"copy", "mixbook_mixup", "mixbook_mixup_per_sample", "mixbook_zeta", "torchvision_mixup",
-            "torchvision_cutmix", "timm_batch", "timm_batch_clone", "timm_elem", "numpy_zeta", "matmul"} == set(image["ops"])
-    assert {"copy", "mixbook_multimix", "numpy_multimix", "matmul"} == set(emb["ops"])
+    for case, kind in ((image, "image"), (emb, "embedding")):   # every declared entry of the kind, and only those
+        declared = {e["op"] for e in bench.entries() if e["kind"] == kind}
+        assert {k for k, r in case["ops"].items() if r["role"] == "mixbook"} == declared and declared
+        assert case["ops"]["copy"]["role"] == "baseline" and "matmul" in case["ops"]
     for case in result["cases"]:
         copy = case["ops"]["copy"]
         assert copy["copy_fraction"] == pytest.approx(1.0)
@@ -397,3 +398,48 @@ def test_image_sizes_select_the_image_cases():
     assert {c.shape for c in cases if c.kind == "image"} == {(3, 224, 224)} and not skipped
     with pytest.raises(ValueError, match="image_sizes"):
         bench.make_cases("cpu", batches=[8], image_sizes=[64])
+
+
+# ---------------------------------------------------------------------- declared entries
+class _FakeModule:
+    """A method module with one declared benchmark entry: the harness must pick it up."""
+    __name__ = "fake_method"
+
+    @staticmethod
+    def _make(x, y, num_classes, n):
+        return lambda: x.mul(0.5)                       # a "pairwise" op for the harness's purposes
+
+    BENCH = ({"op": "mixbook_fake", "kind": "image", "family": "pairwise", "make": _make.__func__,
+              "targets": (("fake >= 1000x torchvision MixUp", "torchvision_mixup", 1000.0, None),),
+              "cuda_targets": (("fake >= 99% of copy", "copy_fraction", 0.99),)},)
+
+
+def test_the_harness_runs_what_the_modules_declare(monkeypatch):
+    monkeypatch.setattr(bench, "BENCH_MODULES", (*bench.BENCH_MODULES, _FakeModule))
+    cases, _ = bench.make_cases("cpu", quick=True, batches=(8,), image_sizes=(32,))
+    case = next(c for c in cases if c.kind == "image")
+    rec = bench._run_case(case, torch.device("cpu"), repeats=2, warmup=0, min_time=1e-4, seed=0)
+    fake = rec["ops"]["mixbook_fake"]
+    assert fake["role"] == "mixbook" and fake["family"] == "pairwise"
+    assert set(fake["speedup_vs"]) == {k for k, r in rec["ops"].items() if r["role"] == "peer" and r["family"] == "pairwise"}
+    targets = bench.evaluate_targets([rec], "cpu")
+    mine = [t for t in targets if t["name"] == "fake >= 1000x torchvision MixUp"]
+    assert len(mine) == 1 and mine[0]["pass"] is False and mine[0]["measured"] == fake["speedup_vs"]["torchvision_mixup"]
+    assert "fake >= 99% of copy" in bench._targets_cuda()
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"op": "x", "kind": "image", "family": "pairwise", "make": None}, "needs the keys"),
+    ({"op": "x", "kind": "video", "family": "pairwise", "make": None, "targets": ()}, "kind must be"),
+    ({"op": "x", "kind": "image", "family": "nope", "make": None, "targets": ()}, "family one of"),
+    ({"op": "x", "kind": "image", "family": "copy", "make": None, "targets": (), "extra": 1}, "needs the keys"),
+])
+def test_bad_entries_are_refused(entry, match):
+    module = type("M", (), {"BENCH": (entry,), "__name__": "m"})
+    with pytest.raises(ValueError, match=match):
+        bench.entries([module])
+    twice = type("M", (), {"BENCH": ({**entry, "kind": "image", "family": "copy", "targets": ()},) * 2})
+    if "extra" not in entry and "targets" in entry:
+        with pytest.raises(ValueError, match="distinct"):
+            bench.entries([twice])
+
