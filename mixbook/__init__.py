@@ -25,16 +25,17 @@ Public names::
 
 Modules: mixing, fused, distributions, mixup, cutmix, collate, reformulation, zeta, multimix, manifold, hooks, steps,
 synthetic, losses, metrics, stats, data, models, train, population, distributed, results, plotting, notebook, runtime,
-bench;
+bench; chapter 2: reformulation_checks (Monte Carlo checks of the reformulation); chapter 3: manifold_gradient (the
+gradient's four terms, gradient surgery, the decomposed runs);
 chapter 4: toy_manifolds (noise-free moons and helix with exact point-to-manifold distances);
 chapter 8: attacks (FGSM, PGD), bayes (two-moons densities, p_aug, q_aug), regression (mixed-target
 bias, nearest pairing), smoothing (label smoothing as a training method), gan (2-D GANs: plain,
 instance noise, mixup of real and generated samples).
 """
 
-from . import (collate, cutmix, data, distributions, fused, hooks, losses, manifold, metrics, mixing, mixup, models,
-               multimix, notebook, plotting, population, reformulation, results, runtime, stats, steps, synthetic, train,
-               zeta)
+from . import (collate, cutmix, data, distributions, fused, hooks, losses, manifold, manifold_gradient, metrics, mixing,
+               mixup, models, multimix, notebook, plotting, population, reformulation, reformulation_checks, results,
+               runtime, stats, steps, synthetic, train, zeta)
 from . import attacks, bayes, gan, regression, smoothing  # chapter 8 (smoothing registers two training methods)
 from . import distributed, toy_manifolds
 from ._checks import set_value_checks, value_checks
@@ -66,5 +67,5 @@ __all__ = [
     "bench", "collate", "cutmix", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
     "fused", "manifold", "multimix", "plotting", "population", "reformulation", "results", "runtime", "stats",
     "synthetic", "train", "zeta", "attacks", "bayes", "regression", "smoothing", "distributed", "toy_manifolds",
-    "hooks", "steps", "gan",
+    "hooks", "steps", "gan", "manifold_gradient", "reformulation_checks",
 ]

@@ -76,7 +76,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _checks, mixup, multimix, zeta
+from . import _checks, multimix, zeta
 from .results import provenance
 
 __all__ = ["time_ops", "dispatched_ops", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
@@ -434,8 +434,10 @@ def make_cases(
 
 
 # ---------------------------------------------------------------------- ops of a case
-BENCH_MODULES = (mixup, zeta, multimix)
-"""The modules whose ``BENCH`` tuples the harness runs (:func:`entries`)."""
+BENCH_MODULES: tuple[object, ...] | None = None
+"""The modules whose ``BENCH`` tuples the harness runs (:func:`entries`); ``None``: every imported
+``mixbook.*`` module that has one (``import mixbook`` imports them all), in name order, so a new
+method's module is benchmarked without editing this one."""
 
 ENTRY_KEYS = {
     "op": "the op's name in the results (``mixbook_<method>``)",
@@ -449,9 +451,18 @@ ENTRY_KEYS = {
 
 
 def entries(modules: Sequence[object] | None = None) -> tuple[dict[str, Any], ...]:
-    """Every declared benchmark entry of ``modules`` (default :data:`BENCH_MODULES`), checked."""
+    """Every declared benchmark entry of ``modules`` (default :data:`BENCH_MODULES`), checked.
+
+    An entry is a dict with the keys of :data:`ENTRY_KEYS`, declared in a method module's ``BENCH``
+    tuple next to its sampler (see :data:`mixbook.mixup.BENCH`)."""
+    if modules is None:
+        modules = BENCH_MODULES
+    if modules is None:
+        import mixbook  # noqa: F401  (imports every module of the package)
+
+        modules = [m for name, m in sorted(sys.modules.items()) if name.startswith("mixbook.") and hasattr(m, "BENCH")]
     out = []
-    for module in BENCH_MODULES if modules is None else modules:
+    for module in modules:
         for entry in getattr(module, "BENCH", ()):
             missing = {k for k in ENTRY_KEYS if k != "cuda_targets"} - set(entry)
             if missing or set(entry) - set(ENTRY_KEYS):

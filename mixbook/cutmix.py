@@ -28,6 +28,7 @@ synchronisation; ``torch.compile(fullgraph=True)`` traces the samplers and trans
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -229,8 +230,8 @@ def sample_switch(
 
 
 class _BoxTransform(MixingTransform):
-    def _common(self, *, num_classes, prob, mode, correct_lam, pairing, smoothing, multi_label, labels_getter,
-                generator) -> None:
+    def __init__(self, *, prob: float = 1.0, mode: str = "batch", correct_lam: bool = True, pairing: str | None = None,
+                 **options: Any) -> None:
         self.prob = _checks.unit_interval("prob", prob, include_one=True)
         self.mode = _checks.choice("mode", mode, MODES)
         self.correct_lam = _checks.boolean("correct_lam", correct_lam)
@@ -239,8 +240,7 @@ class _BoxTransform(MixingTransform):
         self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
         if self.mode == "pair" and self.pairing != "flip":
             raise ValueError(f"mode='pair' needs pairing='flip', got {self.pairing!r}")
-        self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
-                         labels_getter=labels_getter, generator=generator)
+        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, generator
 
 
 class CutMix(_BoxTransform):
@@ -263,14 +263,9 @@ class CutMix(_BoxTransform):
     sampler = staticmethod(sample)
     hyper_parameters = ("alpha", "prob", "mode", "correct_lam", "pairing")
 
-    def __init__(self, *, alpha: float = 1.0, num_classes: int, prob: float = 1.0, mode: str = "batch",
-                 correct_lam: bool = True, pairing: str | None = None, smoothing: float = 0.0,
-                 multi_label: bool = False, labels_getter: object = "default",
-                 generator: torch.Generator | None = None) -> None:
-        super().__init__()
+    def __init__(self, *, alpha: float = 1.0, **options: Any) -> None:
         self.alpha = _checks.positive_float("alpha", alpha)
-        self._common(num_classes=num_classes, prob=prob, mode=mode, correct_lam=correct_lam, pairing=pairing,
-                     smoothing=smoothing, multi_label=multi_label, labels_getter=labels_getter, generator=generator)
+        super().__init__(**options)   # prob, mode, correct_lam, pairing and the options every transform shares
 
 
 class MixUpCutMix(_BoxTransform):
@@ -295,12 +290,8 @@ class MixUpCutMix(_BoxTransform):
     hyper_parameters = ("mixup_alpha", "cutmix_alpha", "switch_prob", "prob", "mode", "correct_lam", "pairing")
 
     def __init__(self, *, mixup_alpha: float = 1.0, cutmix_alpha: float = 1.0, switch_prob: float = 0.5,
-                 num_classes: int, prob: float = 1.0, mode: str = "batch", correct_lam: bool = True,
-                 pairing: str | None = None, smoothing: float = 0.0, multi_label: bool = False,
-                 labels_getter: object = "default", generator: torch.Generator | None = None) -> None:
-        super().__init__()
+                 **options: Any) -> None:
         self.mixup_alpha = _checks.positive_float("mixup_alpha", mixup_alpha)
         self.cutmix_alpha = _checks.positive_float("cutmix_alpha", cutmix_alpha)
         self.switch_prob = _checks.unit_interval("switch_prob", switch_prob, include_one=True)
-        self._common(num_classes=num_classes, prob=prob, mode=mode, correct_lam=correct_lam, pairing=pairing,
-                     smoothing=smoothing, multi_label=multi_label, labels_getter=labels_getter, generator=generator)
+        super().__init__(**options)   # prob, mode, correct_lam, pairing and the options every transform shares

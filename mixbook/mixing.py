@@ -383,9 +383,20 @@ class MixingTransform(nn.Module):
     hyper_parameters: ClassVar[tuple[str, ...]] = ()
     """The sampler keywords the transform holds as attributes, in the order ``repr`` shows them."""
 
+    def __init__(self, *, num_classes: int, smoothing: float = 0.0, multi_label: bool = False,
+                 labels_getter: object = "default", generator: torch.Generator | None = None) -> None:
+        """The options every transform shares (a subclass's ``__init__`` validates and stores its own
+        hyper-parameters, then passes these on): ``num_classes``; ``smoothing`` ε in ``[0, 1)``
+        applied before mixing; ``multi_label`` for ``(b, C)`` multi-hot labels; ``labels_getter``
+        to find the labels in a packed sample; ``generator``, an optional ``torch.Generator`` on
+        the batches' device."""
+        super().__init__()
+        self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
+                         labels_getter=labels_getter, generator=generator)
+
     def _set_common(self, *, num_classes: object, smoothing: object, multi_label: object, labels_getter: object,
                     generator: object) -> None:
-        """Validate and store the options every transform shares (the subclasses' ``__init__`` call it)."""
+        """Validate and store the options every transform shares."""
         self.num_classes = _checks.num_classes(num_classes)
         self.smoothing = _checks.unit_interval("smoothing", smoothing)
         self.multi_label = _checks.boolean("multi_label", multi_label)

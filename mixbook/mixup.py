@@ -24,6 +24,8 @@ synchronisation, no Python loop over the batch.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from . import _checks, _random
@@ -194,24 +196,11 @@ class MixUp(MixingTransform):
     sampler = staticmethod(sample)
     hyper_parameters = ("alpha", "per_sample", "pairing")
 
-    def __init__(
-        self,
-        *,
-        alpha: float = 1.0,
-        num_classes: int,
-        per_sample: bool = False,
-        pairing: str = "random",
-        smoothing: float = 0.0,
-        multi_label: bool = False,
-        labels_getter: object = "default",
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
+    def __init__(self, *, alpha: float = 1.0, per_sample: bool = False, pairing: str = "random", **options: Any) -> None:
         self.alpha = _checks.positive_float("alpha", alpha)
         self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
-        self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
-                         labels_getter=labels_getter, generator=generator)
+        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, generator
 
 
 @steps.register("mixup")

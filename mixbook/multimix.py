@@ -47,6 +47,8 @@ inputs; the functions run on the inputs' device under ``torch.cuda.set_sync_debu
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from . import _checks
@@ -167,22 +169,10 @@ class MultiMix(MixingTransform):
     sampler = staticmethod(sample)
     hyper_parameters = ("alpha", "n")
 
-    def __init__(
-        self,
-        *,
-        alpha: float = DEFAULT_ALPHA,
-        num_classes: int,
-        n: int | None = None,
-        smoothing: float = 0.0,
-        multi_label: bool = False,
-        labels_getter: object = "default",
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
+    def __init__(self, *, alpha: float = DEFAULT_ALPHA, n: int | None = None, **options: Any) -> None:
         self.alpha = _checks.positive_float("alpha", alpha)
         self.n = None if n is None else _checks.positive_int("n", n)
-        self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
-                         labels_getter=labels_getter, generator=generator)
+        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, generator
 
 
 # ---------------------------------------------------------------------- dense MultiMix

@@ -289,7 +289,7 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
             ``functools.partial(mixbook.gan.train, "mixup", seeds=[0, 1])``.
         workers: processes, ≥ 1 (1: in this process, one after another).
         fn: the function each job calls instead of :func:`repeat`, e.g.
-            :func:`mixbook.manifold.repeat_decomposed`; with ``workers > 1`` it must be importable
+            :func:`mixbook.manifold_gradient.repeat_decomposed`; with ``workers > 1`` it must be importable
             (a module-level function), as the jobs' arguments must pickle.
 
     Returns:

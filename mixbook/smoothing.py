@@ -41,7 +41,7 @@ class LabelSmoothing(_Prepared):
         return Step(x, soft_ce, (smoothed_targets(y, num_classes, self.smoothing),))
 
     def __repr__(self) -> str:
-        return f"LabelSmoothing(smoothing={self.smoothing})"
+        return f"label_smoothing(smoothing={self.smoothing})"
 
 
 @register("mixup_smoothing")
@@ -58,4 +58,4 @@ class MixupSmoothing(_Prepared):
         return Step(m.apply(x), soft_ce, (m.targets(y, num_classes, self.smoothing),))
 
     def __repr__(self) -> str:
-        return f"MixupSmoothing(alpha={self.alpha}, smoothing={self.smoothing})"
+        return f"mixup_smoothing(alpha={self.alpha}, smoothing={self.smoothing})"

@@ -25,7 +25,10 @@ their tensor arguments.
 
 Each method module registers its entry, with its defaults, next to its sampler
 (``@steps.register("zeta")`` in :mod:`mixbook.zeta`); :func:`make_method` builds one by name.
-A registered method's ``repr`` is its name and its options, e.g. ``zeta(gamma=2.8)``.
+One naming rule: a method is known by its registry name (snake_case, the module's name for a
+mixing module: ``"mixup"``, ``"zeta"``, ``"manifold_mixup"``), each mixing module's factory is
+``training_method``, and every built-in method's ``repr`` is its registry name and its options,
+e.g. ``zeta(gamma=2.8)``, ``erm()``, ``cutmix(alpha=1.0)``.
 """
 
 from __future__ import annotations

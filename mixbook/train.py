@@ -45,7 +45,7 @@ class ERM(_Prepared):
         return Step(x, ce, (y,))
 
     def __repr__(self) -> str:
-        return "ERM()"
+        return "erm()"
 
 
 def _with_clean(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -149,7 +149,7 @@ class DenseMultiMixMethod:
         return mixed_loss + F.cross_entropy(clean_logits, y) if self.clean else mixed_loss
 
     def __repr__(self) -> str:
-        name = "DenseMultiMix" if self.per_position else "DenseMultiMixPooled"
+        name = "dense_multimix" if self.per_position else "dense_multimix_pooled"
         return f"{name}(layer={self.layer!r}, alpha={self.alpha}, n={self.n}, head={self.head!r}, clean={self.clean})"
 
 
@@ -203,7 +203,7 @@ class CutMixMethod(_Prepared):
         return Step(x_mix, soft_ce, (targets.to(x_mix.dtype),))
 
     def __repr__(self) -> str:
-        return f"CutMix(alpha={self.alpha})"
+        return f"cutmix(alpha={self.alpha})"
 
 
 @dataclass
@@ -337,9 +337,11 @@ def _single_process(name: str, model: object) -> None:
 
 def fit(
     model: nn.Module,
-    data: Split,
+    data: Split | torch.utils.data.DataLoader,
     method: str | Method = "erm",
     *,
+    num_classes: int | None = None,
+    test: Split | None = None,
     epochs: int = 20,
     batch_size: int = 128,
     lr: float = 1e-3,
@@ -362,8 +364,15 @@ def fit(
     Args:
         model: any ``nn.Module`` mapping ``(b, *)`` inputs to ``(b, C)`` logits; moved to
             ``device`` in place.
-        data: a :class:`mixbook.data.Split`.
+        data: a :class:`mixbook.data.Split`, or a ``torch.utils.data.DataLoader`` of ``(x, y)``
+            batches (your own dataset, transforms and sampler, e.g. a ``DistributedSampler``). With
+            a loader, ``num_classes`` is required, its batches are used as they come (``batch_size``
+            is the loader's; a sampler with ``set_epoch`` gets the epoch, as DDP loops do), the
+            data stream only drives ``augment``, and the test metrics come from ``test``.
         method: a registered name (see :data:`METHODS`) or a :class:`Method` instance.
+        num_classes: the number of classes, with a ``DataLoader`` (a ``Split`` knows its own).
+        test: with a ``DataLoader``, an optional :class:`~mixbook.data.Split` whose test (and
+            validation) part is evaluated as for a ``Split``; ``None``: training loss only.
         epochs, batch_size, lr, weight_decay: the usual.
         seed: integer ≥ 0, the seed of the data order, augmentation and mixing.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``…
@@ -401,8 +410,17 @@ def fit(
 
     A one-process run (no group) is unchanged.
     """
-    if not isinstance(data, Split):
-        raise TypeError(f"data must be a mixbook.data.Split, got {type(data).__name__}")
+    loader = isinstance(data, torch.utils.data.DataLoader)
+    if not (loader or isinstance(data, Split)):
+        raise TypeError(f"data must be a mixbook.data.Split or a torch.utils.data.DataLoader, got {type(data).__name__}")
+    if loader:
+        if num_classes is None:
+            raise ValueError("num_classes is required when data is a DataLoader (a Split knows its own)")
+        num_classes = _checks.num_classes(num_classes)
+        if test is not None and not isinstance(test, Split):
+            raise TypeError(f"test must be a mixbook.data.Split or None, got {type(test).__name__}")
+    elif num_classes is not None or test is not None:
+        raise ValueError("num_classes and test are for a DataLoader; a Split carries its classes and test set")
     method_obj = make_method(method) if isinstance(method, str) else method
     if not callable(getattr(method_obj, "loss", None)):
         raise TypeError(f"method must be a registered name or have a .loss(...) method, got {method!r}")
@@ -417,6 +435,10 @@ def fit(
         raise TypeError(f"augment must be a callable (x, generator) -> x or None, got {type(augment).__name__}")
 
     dev = resolve_device(device)
+    if loader:
+        return _fit_loader(model, data, method_obj, num_classes, test, epochs=epochs, lr=lr,
+                           weight_decay=weight_decay, seed=seed, dev=dev, eval_every=eval_every, progress=progress,
+                           optimizer=optimizer, augment=augment)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return _fit_distributed(model, data, method_obj, epochs=epochs, batch_size=batch_size, lr=lr,
                                 weight_decay=weight_decay, seed=seed, dev=dev, eval_every=eval_every,
@@ -480,21 +502,26 @@ def _predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) 
     return torch.stack(parts, 1).reshape(per * world, *local.shape[1:])[:n]
 
 
+def _ddp(model: nn.Module, dev: torch.device) -> tuple[nn.Module, nn.Module, torch.device]:
+    """``(ddp, net, device)``: the model wrapped in DDP on this rank's device (``cuda:LOCAL_RANK`` for a
+    bare ``"cuda"``; a model the caller already wrapped is used as it is) and the network inside."""
+    import os
+
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model, model.module, dev
+    net = model.to(dev)
+    return nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None), net, dev
+
+
 def _fit_distributed(model: nn.Module, data: Split, method_obj: Method, *, epochs: int, batch_size: int,
                      lr: float, weight_decay: float, seed: int, dev: torch.device, eval_every: int,
                      progress: bool, optimizer: str, augment) -> History:
     """:func:`fit` across the ranks of the initialised process group (see :func:`fit`)."""
-    import os
-
     dist = torch.distributed
     rank, world = dist.get_rank(), dist.get_world_size()
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        ddp, net = model, model.module
-    else:
-        net = model.to(dev)
-        ddp = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    ddp, net, dev = _ddp(model, dev)
     data = data.to(dev)
     order_gen, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
     n = data.x_train.shape[0]
@@ -518,6 +545,65 @@ def _fit_distributed(model: nn.Module, data: Split, method_obj: Method, *, epoch
                                     "seconds": time.perf_counter() - start}
         if epoch % eval_every == 0 or epoch == epochs:
             record.update(evaluate_split(net, data, _predict=_predict_sharded))
+        history.epochs.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    return history
+
+
+def _fit_loader(model: nn.Module, loader: torch.utils.data.DataLoader, method_obj: Method, num_classes: int,
+                test: Split | None, *, epochs: int, lr: float, weight_decay: float, seed: int, dev: torch.device,
+                eval_every: int, progress: bool, optimizer: str, augment) -> History:
+    """:func:`fit` on a ``DataLoader`` of ``(x, y)`` batches, in one process or across the ranks of the group."""
+    dist = torch.distributed
+    group = dist.is_available() and dist.is_initialized()
+    if group:
+        rank = dist.get_rank()
+        run, net, dev = _ddp(model, dev)
+        _, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
+    else:
+        if isinstance(model, nn.parallel.DistributedDataParallel):  # pragma: no cover - DDP needs a group
+            raise TypeError("model is wrapped in DistributedDataParallel but no process group is initialised")
+        rank, run, net = 0, model.to(dev), model
+        aug_gen, mix_gen = generators(seed, dev)
+    if test is not None:
+        test = test.to(dev)
+    try:
+        steps_per_epoch = len(loader)
+    except TypeError as err:  # an IterableDataset without __len__
+        raise TypeError("data: the DataLoader must have a length (len(loader)) for the learning-rate schedule") from err
+    opt, sched = optimizer_and_schedule(run.parameters(), optimizer, lr, weight_decay, epochs * steps_per_epoch)
+    history = History(method=repr(method_obj), seed=seed)
+    sampler = getattr(loader, "sampler", None)
+
+    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
+    for epoch in bar:
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(epoch - 1)
+        run.train()
+        start = time.perf_counter()
+        total = torch.zeros((), device=dev)
+        count = torch.zeros((), device=dev)
+        for batch in loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError("data: the DataLoader must yield (x, y) pairs, got "
+                                f"{type(batch).__name__} of {len(batch) if hasattr(batch, '__len__') else '?'} items")
+            xb, yb = (t.to(dev, non_blocking=True) for t in batch)
+            if augment is not None:
+                xb = augment(xb, aug_gen)
+            loss = method_obj.loss(run, xb, yb, num_classes, mix_gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * yb.shape[0]
+            count += yb.shape[0]
+        if group:
+            dist.all_reduce(total)
+            dist.all_reduce(count)
+        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / max(float(count), 1.0),
+                                    "seconds": time.perf_counter() - start}
+        if test is not None and (epoch % eval_every == 0 or epoch == epochs):
+            record.update(evaluate_split(net, test, _predict=_predict_sharded if group else None))
         history.epochs.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}")
     return history

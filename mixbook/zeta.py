@@ -45,6 +45,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from typing import Any
+
 import torch
 
 from . import _checks, _random
@@ -224,22 +226,10 @@ class ZetaMixup(MixingTransform):
     sampler = staticmethod(sample)
     hyper_parameters = ("gamma", "n")
 
-    def __init__(
-        self,
-        *,
-        gamma: float = DEFAULT_GAMMA,
-        num_classes: int,
-        n: int | None = None,
-        smoothing: float = 0.0,
-        multi_label: bool = False,
-        labels_getter: object = "default",
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
+    def __init__(self, *, gamma: float = DEFAULT_GAMMA, n: int | None = None, **options: Any) -> None:
         self.gamma = _checks.positive_float("gamma", gamma)
         self.n = None if n is None else _checks.positive_int("n", n)
-        self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
-                         labels_getter=labels_getter, generator=generator)
+        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, generator
 
 
 # ---------------------------------------------------------------------- the maths of the chapter

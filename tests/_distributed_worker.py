@@ -101,6 +101,18 @@ def main(rank: int, world: int, store: str, out: str, backend: str) -> None:
             dist.all_reduce(total)
             result[f"global_{name}_step"] = (float(total) / world,
                                              {k: p.grad.detach().cpu() for k, p in net.named_parameters()})
+        # fit on the user's DataLoader with a DistributedSampler: DDP, set_epoch, reduced loss
+        from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+        dataset = TensorDataset(moons.x_train, moons.y_train)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=SEED)
+        torch.manual_seed(0)
+        net = models.MLP(2, 2, (16,))
+        hist = train.fit(net, DataLoader(dataset, batch_size=BATCH, sampler=sampler), "mixup", num_classes=2,
+                         test=moons, epochs=EPOCHS, lr=1e-2, seed=SEED, device=device, progress=False)
+        result["loader_params"] = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        result["loader_history"] = [{k: v for k, v in e.items() if k != "seconds"} for e in hist.epochs]
+        result["loader_epoch"] = sampler.epoch
         torch.save(result, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()

@@ -415,7 +415,11 @@ class _FakeModule:
 
 
 def test_the_harness_runs_what_the_modules_declare(monkeypatch):
-    monkeypatch.setattr(bench, "BENCH_MODULES", (*bench.BENCH_MODULES, _FakeModule))
+    from mixbook import multimix, mixup, zeta
+
+    assert [e["op"] for e in bench.entries()] == \
+        [e["op"] for m in (mixup, multimix, zeta) for e in m.BENCH]           # discovered, in module-name order
+    monkeypatch.setattr(bench, "BENCH_MODULES", (mixup, zeta, multimix, _FakeModule))
     cases, _ = bench.make_cases("cpu", quick=True, batches=(8,), image_sizes=(32,))
     case = next(c for c in cases if c.kind == "image")
     rec = bench._run_case(case, torch.device("cpu"), repeats=2, warmup=0, min_time=1e-4, seed=0)

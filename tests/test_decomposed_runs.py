@@ -1,4 +1,4 @@
-"""manifold.repeat_decomposed (paired seeds across the gradient modes), population.run_all(fn=), MLP activations."""
+"""manifold_gradient.repeat_decomposed (paired seeds across the gradient modes), population.run_all(fn=), MLP activations."""
 
 import functools
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mixbook import manifold, models, population
+from mixbook import manifold_gradient, models, population
 
 
 def _task(n=48, seed=0):
@@ -22,14 +22,14 @@ FIT = dict(alpha=2.0, epochs=2, batch_size=8, lr=1e-2, probe_size=8)
 
 def test_repeat_decomposed_equals_separate_fits_and_pairs_initial_weights():
     d = _task()
-    hist, trained = manifold.repeat_decomposed(MODEL, **d, seeds=[3, 4], modes=["all", "cross"], **FIT)
+    hist, trained = manifold_gradient.repeat_decomposed(MODEL, **d, seeds=[3, 4], modes=["all", "cross"], **FIT)
     assert set(trained) == {("all", 3), ("cross", 3), ("all", 4), ("cross", 4)}
     assert len(hist) == 4 * FIT["epochs"] and set(hist.columns) >= {"mode", "seed", "test_mse", "cross_norm"}
     for seed in (3, 4):
         torch.manual_seed(seed)
         m = MODEL().double()
         init = [p.detach().clone() for p in m.parameters()]
-        ref = manifold.fit_decomposed(m.features, m.head, **d, mode="cross", seed=seed, **FIT)
+        ref = manifold_gradient.fit_decomposed(m.features, m.head, **d, mode="cross", seed=seed, **FIT)
         got = hist[(hist["mode"] == "cross") & (hist.seed == seed)].reset_index(drop=True)
         assert torch.allclose(torch.tensor(got.test_mse.to_numpy()), torch.tensor(ref.test_mse.to_numpy()), atol=1e-12)
         for p, q in zip(trained["cross", seed].parameters(), m.parameters()):
@@ -48,19 +48,19 @@ def test_repeat_decomposed_equals_separate_fits_and_pairs_initial_weights():
 ])
 def test_repeat_decomposed_refuses_bad_arguments(bad, err):
     with pytest.raises(err):
-        manifold.repeat_decomposed(MODEL, **_task(), **{**FIT, **bad})
+        manifold_gradient.repeat_decomposed(MODEL, **_task(), **{**FIT, **bad})
 
 
 def test_repeat_decomposed_needs_features_and_linear_head():
     with pytest.raises(TypeError, match="features"):
-        manifold.repeat_decomposed(lambda: nn.Linear(2, 1), **_task(), seeds=[0], **FIT)
+        manifold_gradient.repeat_decomposed(lambda: nn.Linear(2, 1), **_task(), seeds=[0], **FIT)
 
 
 def test_run_all_with_fn_in_workers_equals_in_process():
     d = _task()
     jobs = {s: dict(model_fn=MODEL, **d, seeds=[s], modes=["erm", "usual"], **FIT) for s in (0, 1)}
-    here = population.run_all(jobs, workers=1, fn=manifold.repeat_decomposed)
-    there = population.run_all(jobs, workers=2, fn=manifold.repeat_decomposed)
+    here = population.run_all(jobs, workers=1, fn=manifold_gradient.repeat_decomposed)
+    there = population.run_all(jobs, workers=2, fn=manifold_gradient.repeat_decomposed)
     for s in jobs:
         assert here[s][0].equals(there[s][0])
 
@@ -105,7 +105,7 @@ def _ce_setup(seed=0):
 def test_gradient_terms_cross_entropy_total_is_autograd_and_exact_at_the_ends():
     feat, head, x1, x2, y1, y2 = _ce_setup()
     lam = torch.full((6,), 0.3, dtype=torch.float64)
-    t = manifold.gradient_terms(feat, head, x1, x2, y1, y2, lam, loss="cross_entropy")
+    t = manifold_gradient.gradient_terms(feat, head, x1, x2, y1, y2, lam, loss="cross_entropy")
     # total: autograd of the soft cross-entropy at the mixed features, computed independently
     params = list(feat.parameters())
     h = 0.3 * feat(x1) + 0.7 * feat(x2)
@@ -115,7 +115,7 @@ def test_gradient_terms_cross_entropy_total_is_autograd_and_exact_at_the_ends():
     # inside the segment the four-term sum is only first order: it differs from the gradient
     assert (t["usual"] + t["cross"] - t["total"]).norm() > 1e-6 * t["total"].norm()
     # at λ = 1 the mixed point is x1 itself: the sum is exact and the cross terms vanish
-    one = manifold.gradient_terms(feat, head, x1, x2, y1, y2, torch.ones(6, dtype=torch.float64), loss="cross_entropy")
+    one = manifold_gradient.gradient_terms(feat, head, x1, x2, y1, y2, torch.ones(6, dtype=torch.float64), loss="cross_entropy")
     assert torch.allclose(one["usual"] + one["cross"], one["total"], atol=1e-12)
     assert one["cross"].abs().max() == 0
 
@@ -123,4 +123,4 @@ def test_gradient_terms_cross_entropy_total_is_autograd_and_exact_at_the_ends():
 def test_gradient_terms_refuses_unknown_loss():
     feat, head, x1, x2, y1, y2 = _ce_setup()
     with pytest.raises(ValueError, match="loss"):
-        manifold.gradient_terms(feat, head, x1, x2, y1, y2, 0.5, loss="hinge")
+        manifold_gradient.gradient_terms(feat, head, x1, x2, y1, y2, 0.5, loss="hinge")

@@ -77,6 +77,16 @@ def test_parameters_identical_across_ranks(gloo_ranks):
     ]
 
 
+def test_fit_on_a_distributed_loader(gloo_ranks):
+    """A user's DataLoader with a DistributedSampler: the ranks end with the same weights and the
+    same history (loss reduced over the ranks, metrics from the gathered logits), set_epoch ran."""
+    r0, r1 = gloo_ranks
+    for k, v in r0["loader_params"].items():
+        assert torch.equal(v, r1["loader_params"][k]), k
+    assert r0["loader_history"] == r1["loader_history"] and "accuracy" in r0["loader_history"][-1]
+    assert r0["loader_epoch"] == r1["loader_epoch"] == len(r0["loader_history"]) - 1
+
+
 def test_ranks_see_disjoint_shards_covering_the_data(gloo_ranks):
     w, split = moons()
     steps = -(-w.N_TRAIN // (w.BATCH * WORLD))

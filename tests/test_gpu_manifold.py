@@ -14,7 +14,9 @@ from torch import nn
 
 from _stats import cuda_gen
 from mixbook import losses, mixup, models, train
-from mixbook.manifold import ManifoldMixup, decomposed_loss, flatness, gradient_terms
+from mixbook.manifold import ManifoldMixup
+from mixbook.manifold_gradient import decomposed_loss, gradient_terms
+from mixbook.metrics import flatness
 
 pytestmark = [
     pytest.mark.gpu,

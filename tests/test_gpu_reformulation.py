@@ -14,7 +14,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from mixbook import bench, data, models, reformulation, train
+from mixbook import bench, data, models, reformulation, reformulation_checks, train
 
 from _stats import assert_beta_moments, cpu_gen, cuda_gen
 
@@ -109,7 +109,7 @@ def test_cuda_partners_uniform_and_in_batch_permutation():
 
 def test_cuda_kept_label_weight():
     alpha = 1.0
-    w = reformulation.kept_label_weight(alpha, N, generator=cuda_gen(4))
+    w = reformulation_checks.kept_label_weight(alpha, N, generator=cuda_gen(4))
     assert w.device.type == "cuda" and w.dtype == torch.float64 and w.shape == (N,)
     assert_beta_moments(w, alpha + 1, alpha)
 
@@ -194,19 +194,19 @@ def test_cuda_monte_carlo_forms():
     # The CUDA stream cannot be pinned to a CPU-checked seed, so the thresholds are loose: over
     # 120 independent CPU seed pairs of this problem (n = 4000) the agreeing forms gave
     # |loss_z| <= 3.6 and grad_z2 <= 3.3, the wrong order |loss_z| >= 27 and grad_z2 >= 75.
-    est = {form: reformulation.monte_carlo(model, x, y, c, alpha=1.0, form=form, n=16_000,
+    est = {form: reformulation_checks.monte_carlo(model, x, y, c, alpha=1.0, form=form, n=16_000,
                                            generator=cuda_gen(20 + k))
-           for k, form in enumerate(reformulation.FORMS)}
+           for k, form in enumerate(reformulation_checks.FORMS)}
     assert est["reformulated"]["grad"].device.type == "cuda"
-    same = reformulation.agreement(est["symmetric"], est["reformulated"])
+    same = reformulation_checks.agreement(est["symmetric"], est["reformulated"])
     assert abs(same["loss_z"]) < 5 and same["grad_z2"] < 6 and same["cosine"] > 0.95, same
-    diff = reformulation.agreement(est["wrong_order"], est["reformulated"])
+    diff = reformulation_checks.agreement(est["wrong_order"], est["reformulated"])
     assert abs(diff["loss_z"]) > 10 and diff["grad_z2"] > 20, diff
 
     # Same draws: the mean gradient is autograd's gradient of the mean loss.
-    out = reformulation.monte_carlo(model, x, y, c, alpha=0.7, form="reformulated", n=256, generator=cuda_gen(5),
+    out = reformulation_checks.monte_carlo(model, x, y, c, alpha=0.7, form="reformulated", n=256, generator=cuda_gen(5),
                                     chunk=256)
-    inputs, target = reformulation._form_batch("reformulated", x, y, c, 0.7, 256, cuda_gen(5))
+    inputs, target = reformulation_checks._form_batch("reformulated", x, y, c, 0.7, 256, cuda_gen(5))
     mean_loss = -(target * model(inputs).log_softmax(1)).sum(1).mean()
     grad = torch.cat([gk.reshape(-1) for gk in torch.autograd.grad(mean_loss, list(model.parameters()))])
     torch.testing.assert_close(out["grad"], grad, atol=1e-10, rtol=1e-10)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 import mixbook
-from mixbook import manifold, mixup, models, multimix, reformulation, train, zeta
+from mixbook import hooks, manifold, mixup, models, multimix, reformulation, train, zeta
 from mixbook.mixing import Mixing
 
 
@@ -307,7 +307,7 @@ def test_manifold_mixup_refuses_a_compiled_model():
         manifold.ManifoldMixup(compiled, ["features.2"])
     x = torch.randn(4, 2)
     with pytest.raises(TypeError, match="compiled"):
-        manifold.transform_at(compiled, x, "features.2", lambda h: h)
+        hooks.transform_at(compiled, x, "features.2", lambda h: h)
     part = models.MLP(2, 3, (8, 8))
     part.features.compile()
     with pytest.raises(TypeError, match=r"module 'features' of the model is compiled"):

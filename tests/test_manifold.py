@@ -14,8 +14,10 @@ from scipy import stats
 from torch import nn
 
 from _stats import cpu_gen
-from mixbook import data, losses, manifold, mixup, models, train
-from mixbook.manifold import ManifoldMixup, decomposed_loss, flatness, gradient_terms
+from mixbook import data, losses, manifold, manifold_gradient, mixup, models, train
+from mixbook.manifold import ManifoldMixup
+from mixbook.manifold_gradient import decomposed_loss, gradient_terms
+from mixbook.metrics import flatness
 from mixbook.mixing import Mixing
 
 MLP_LAYERS = ["input", "features.1", "features.3"]
@@ -605,7 +607,7 @@ def test_method_arguments(moons):
 
 def test_module_exports():
     assert set(manifold.__all__) <= set(dir(manifold))
-    assert manifold.INPUT == "input" and manifold.KEEP == ("all", "usual", "cross", "none")
+    assert manifold.INPUT == "input" and manifold_gradient.KEEP == ("all", "usual", "cross", "none")
 
 
 # ---------------------------------------------------------------------- fit_decomposed
@@ -622,13 +624,13 @@ def _toy_model(seed=0):
             torch.nn.Linear(16, 1).double())
 
 
-@pytest.mark.parametrize("mode", manifold.MODES)
+@pytest.mark.parametrize("mode", manifold_gradient.MODES)
 def test_fit_decomposed_runs_and_is_deterministic(mode):
     x, y, xt, yt = _toy_regression()
     runs = []
     for _ in range(2):
         f, g = _toy_model()
-        runs.append(manifold.fit_decomposed(f, g, x, y, xt, yt, mode=mode, epochs=3, batch_size=16, lr=1e-2, seed=3))
+        runs.append(manifold_gradient.fit_decomposed(f, g, x, y, xt, yt, mode=mode, epochs=3, batch_size=16, lr=1e-2, seed=3))
     assert runs[0].equals(runs[1])
     h = runs[0]
     assert list(h.epoch) == [1, 2, 3]
@@ -639,12 +641,12 @@ def test_fit_decomposed_runs_and_is_deterministic(mode):
 def test_fit_decomposed_erm_learns_and_classification_accuracy():
     x, y, xt, yt = _toy_regression()
     f, g = _toy_model()
-    h = manifold.fit_decomposed(f, g, x, y, xt, yt, mode="erm", epochs=60, batch_size=16, lr=1e-2)
+    h = manifold_gradient.fit_decomposed(f, g, x, y, xt, yt, mode="erm", epochs=60, batch_size=16, lr=1e-2)
     assert h.test_mse.iloc[-1] < 0.5 * h.test_mse.iloc[0]
     labels = (y[:, 0] > 0).long()
     onehot = torch.nn.functional.one_hot(labels, 2).double()
     f, _ = _toy_model()
-    h = manifold.fit_decomposed(f, torch.nn.Linear(16, 2).double(), x, onehot, x, onehot, mode="all", epochs=2,
+    h = manifold_gradient.fit_decomposed(f, torch.nn.Linear(16, 2).double(), x, onehot, x, onehot, mode="all", epochs=2,
                                 batch_size=16)
     assert h.test_accuracy.between(0, 1).all()
 
@@ -653,8 +655,8 @@ def test_fit_decomposed_bad_arguments():
     x, y, xt, yt = _toy_regression()
     f, g = _toy_model()
     with pytest.raises(ValueError, match="mode"):
-        manifold.fit_decomposed(f, g, x, y, xt, yt, mode="some")
+        manifold_gradient.fit_decomposed(f, g, x, y, xt, yt, mode="some")
     with pytest.raises(ValueError, match="y must be"):
-        manifold.fit_decomposed(f, g, x, y[:, 0], xt, yt, mode="erm")
+        manifold_gradient.fit_decomposed(f, g, x, y[:, 0], xt, yt, mode="erm")
     with pytest.raises(ValueError, match="y_test"):
-        manifold.fit_decomposed(f, g, x, y, xt, yt[:-1], mode="erm")
+        manifold_gradient.fit_decomposed(f, g, x, y, xt, yt[:-1], mode="erm")

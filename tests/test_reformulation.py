@@ -24,7 +24,7 @@ from scipy import integrate, special, stats
 from torch import nn
 
 from _stats import assert_beta_moments
-from mixbook import data, losses, models, reformulation, train
+from mixbook import data, losses, models, reformulation, reformulation_checks, train
 from mixbook.data import Split
 from mixbook.mixing import Mixing
 
@@ -335,7 +335,7 @@ def test_mix_bad_input():
 # ---------------------------------------------------------------------- kept-label weight
 @pytest.mark.parametrize("alpha", [0.1, 1.0, 2.0])
 def test_kept_label_weight_is_beta_alpha_plus_one_alpha(alpha):
-    w = reformulation.kept_label_weight(alpha, N, generator=_gen(int(10 * alpha)))
+    w = reformulation_checks.kept_label_weight(alpha, N, generator=_gen(int(10 * alpha)))
     assert w.shape == (N,) and w.dtype == torch.float64 and w.device.type == "cpu"
     assert bool(((w >= 0) & (w <= 1)).all())
     right, wrong = stats.beta(alpha + 1, alpha), stats.beta(alpha, alpha + 1)
@@ -353,16 +353,16 @@ def test_kept_label_weight_is_beta_alpha_plus_one_alpha(alpha):
 
 
 def test_kept_label_weight_seed_dtype_and_errors():
-    a = reformulation.kept_label_weight(0.5, 100, generator=_gen(1))
-    assert torch.equal(a, reformulation.kept_label_weight(0.5, 100, generator=_gen(1)))
-    assert not torch.equal(a, reformulation.kept_label_weight(0.5, 100, generator=_gen(2)))
-    assert reformulation.kept_label_weight(0.5, 10, dtype=torch.float32).dtype == torch.float32
+    a = reformulation_checks.kept_label_weight(0.5, 100, generator=_gen(1))
+    assert torch.equal(a, reformulation_checks.kept_label_weight(0.5, 100, generator=_gen(1)))
+    assert not torch.equal(a, reformulation_checks.kept_label_weight(0.5, 100, generator=_gen(2)))
+    assert reformulation_checks.kept_label_weight(0.5, 10, dtype=torch.float32).dtype == torch.float32
     for alpha, exc in [(0.0, ValueError), (float("nan"), ValueError), (True, TypeError)]:
         with pytest.raises(exc, match="alpha"):
-            reformulation.kept_label_weight(alpha, 10)
+            reformulation_checks.kept_label_weight(alpha, 10)
     for n, exc in [(0, ValueError), (2.5, TypeError), (True, TypeError)]:
         with pytest.raises(exc, match=r"\bn\b"):
-            reformulation.kept_label_weight(1.0, n)
+            reformulation_checks.kept_label_weight(1.0, n)
 
 
 # ---------------------------------------------------------------------- the exact identity
@@ -447,15 +447,15 @@ def _problem(seed: int = 0):
 @pytest.mark.parametrize("alpha", [0.4, 1.0])
 def test_monte_carlo_symmetric_and_reformulated_agree_wrong_order_does_not(alpha):
     model, x, y, c = _problem()
-    est = {form: reformulation.monte_carlo(model, x, y, c, alpha=alpha, form=form, n=4000,
+    est = {form: reformulation_checks.monte_carlo(model, x, y, c, alpha=alpha, form=form, n=4000,
                                            generator=_gen(100 + k))
-           for k, form in enumerate(reformulation.FORMS)}
+           for k, form in enumerate(reformulation_checks.FORMS)}
     for e in est.values():
         assert e["loss"].shape == () and e["loss_se"].shape == ()
         assert e["grad"].shape == (15,) and e["grad_se"].shape == (15,)
         assert float(e["loss_se"]) > 0 and bool((e["grad_se"] > 0).all())
 
-    same = reformulation.agreement(est["symmetric"], est["reformulated"])
+    same = reformulation_checks.agreement(est["symmetric"], est["reformulated"])
     assert set(same) == {"loss_z", "grad_z2", "grad_z_over_4", "cosine"}
     assert abs(same["loss_z"]) < 4, same
     assert same["grad_z2"] < 2, same
@@ -463,7 +463,7 @@ def test_monte_carlo_symmetric_and_reformulated_agree_wrong_order_does_not(alpha
     assert same["grad_z_over_4"] == 0.0, same
 
     for other in ("reformulated", "symmetric"):
-        diff = reformulation.agreement(est["wrong_order"], est[other])
+        diff = reformulation_checks.agreement(est["wrong_order"], est[other])
         assert abs(diff["loss_z"]) > 10 and diff["grad_z2"] > 10, diff
         assert diff["cosine"] < 0.9, diff
 
@@ -480,12 +480,12 @@ def _reference(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor):
     return torch.stack(losses_), torch.stack(grads)
 
 
-@pytest.mark.parametrize("form", reformulation.FORMS)
+@pytest.mark.parametrize("form", reformulation_checks.FORMS)
 def test_monte_carlo_matches_autograd_on_the_same_draws(form):
     model, x, y, c = _problem(1)
     n, alpha = 300, 0.7
-    out = reformulation.monte_carlo(model, x, y, c, alpha=alpha, form=form, n=n, generator=_gen(5), chunk=n)
-    inputs, target = reformulation._form_batch(form, x, y, c, alpha, n, _gen(5))
+    out = reformulation_checks.monte_carlo(model, x, y, c, alpha=alpha, form=form, n=n, generator=_gen(5), chunk=n)
+    inputs, target = reformulation_checks._form_batch(form, x, y, c, alpha, n, _gen(5))
     assert inputs.shape == (n, 4) and target.shape == (n, c)
 
     # The mean gradient is the autograd gradient of the mean loss over the same draws.
@@ -503,10 +503,10 @@ def test_monte_carlo_matches_autograd_on_the_same_draws(form):
 def test_monte_carlo_accumulates_over_chunks():
     model, x, y, c = _problem(2)
     n, chunk, alpha = 300, 128, 0.5
-    out = reformulation.monte_carlo(model, x, y, c, alpha=alpha, form="reformulated", n=n,
+    out = reformulation_checks.monte_carlo(model, x, y, c, alpha=alpha, form="reformulated", n=n,
                                     generator=_gen(8), chunk=chunk)
     g = _gen(8)
-    parts = [reformulation._form_batch("reformulated", x, y, c, alpha, k, g) for k in (128, 128, 44)]
+    parts = [reformulation_checks._form_batch("reformulated", x, y, c, alpha, k, g) for k in (128, 128, 44)]
     inputs = torch.cat([p[0] for p in parts])
     target = torch.cat([p[1] for p in parts])
     per_loss, per_grad = _reference(model, inputs, target)
@@ -515,7 +515,7 @@ def test_monte_carlo_accumulates_over_chunks():
     torch.testing.assert_close(out["grad"], per_grad.mean(0), atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(out["grad_se"], per_grad.std(0) / math.sqrt(n), atol=1e-12, rtol=1e-8)
 
-    no_grad = reformulation.monte_carlo(model, x, y, c, alpha=alpha, form="reformulated", n=n,
+    no_grad = reformulation_checks.monte_carlo(model, x, y, c, alpha=alpha, form="reformulated", n=n,
                                         generator=_gen(8), chunk=chunk, gradients=False)
     assert set(no_grad) == {"loss", "loss_se"}
     assert torch.equal(no_grad["loss"], out["loss"]) and torch.equal(no_grad["loss_se"], out["loss_se"])
@@ -529,7 +529,7 @@ def test_form_batch_draws_the_stated_objectives(alpha):
     y = torch.arange(b)
     for form, (a, bb) in {"symmetric": (alpha, alpha), "reformulated": (alpha + 1, alpha),
                           "wrong_order": (alpha, alpha + 1)}.items():
-        inputs, target = reformulation._form_batch(form, x, y, b, alpha, n, _gen(11))
+        inputs, target = reformulation_checks._form_batch(form, x, y, b, alpha, n, _gen(11))
         assert torch.allclose(inputs.sum(1), torch.ones(n, dtype=torch.float64))
         assert torch.allclose(target.sum(1), torch.ones(n, dtype=torch.float64))
         if form == "symmetric":
@@ -550,16 +550,16 @@ def test_form_batch_draws_the_stated_objectives(alpha):
 def test_monte_carlo_and_agreement_bad_arguments():
     model, x, y, c = _problem()
     with pytest.raises(ValueError, match="form"):
-        reformulation.monte_carlo(model, x, y, c, alpha=1.0, form="mixup", n=10)
+        reformulation_checks.monte_carlo(model, x, y, c, alpha=1.0, form="mixup", n=10)
     with pytest.raises(ValueError, match=r"\bn\b"):
-        reformulation.monte_carlo(model, x, y, c, alpha=1.0, form="symmetric", n=0)
+        reformulation_checks.monte_carlo(model, x, y, c, alpha=1.0, form="symmetric", n=0)
     with pytest.raises(ValueError, match="alpha"):
-        reformulation.monte_carlo(model, x, y, c, alpha=0.0, form="symmetric", n=10)
-    a = reformulation.monte_carlo(model, x, y, c, alpha=1.0, form="symmetric", n=50, generator=_gen(0),
+        reformulation_checks.monte_carlo(model, x, y, c, alpha=0.0, form="symmetric", n=10)
+    a = reformulation_checks.monte_carlo(model, x, y, c, alpha=1.0, form="symmetric", n=50, generator=_gen(0),
                                   gradients=False)
-    b = reformulation.monte_carlo(model, x, y, c, alpha=1.0, form="symmetric", n=50, generator=_gen(1),
+    b = reformulation_checks.monte_carlo(model, x, y, c, alpha=1.0, form="symmetric", n=50, generator=_gen(1),
                                   gradients=False)
-    assert set(reformulation.agreement(a, b)) == {"loss_z"}
+    assert set(reformulation_checks.agreement(a, b)) == {"loss_z"}
 
 
 # ---------------------------------------------------------------------- training
@@ -704,4 +704,4 @@ def test_monte_carlo_needs_two_draws():
     model = torch.nn.Linear(3, 2).double()
     x, y = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1])
     with pytest.raises(ValueError, match="n must be >= 2"):
-        reformulation.monte_carlo(model, x, y, 2, alpha=1.0, form="symmetric", n=1)
+        reformulation_checks.monte_carlo(model, x, y, 2, alpha=1.0, form="symmetric", n=1)

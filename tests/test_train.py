@@ -88,7 +88,7 @@ def test_fit_history_and_learning(moons):
     assert hist.epochs[-1]["train_loss"] < hist.epochs[0]["train_loss"]
     assert hist.final["accuracy"] > 0.8
     frame = hist.frame()
-    assert len(frame) == 30 and set(frame.method) == {"ERM()"}
+    assert len(frame) == 30 and set(frame.method) == {"erm()"}
 
 
 def test_mixup_losses_soft_and_mixed_agree(moons):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mixbook import data, losses, manifold, models, multimix, train
+from mixbook import data, hooks, losses, models, multimix, train
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -26,24 +26,24 @@ def test_transform_at_replaces_the_output_and_may_change_the_batch():
     model = models.MLP(3, 2, (5,))
     x = torch.randn(4, 3)
     w = multimix.weights(4, n=9, alpha=1.0, dtype=torch.float32, generator=_gen(1))
-    out = manifold.transform_at(model, x, "features", lambda h: w @ h, batch_size=4)
+    out = hooks.transform_at(model, x, "features", lambda h: w @ h, batch_size=4)
     torch.testing.assert_close(out, model.head(w @ model.features(x)))
     assert out.shape == (9, 2)
     assert not model.features._forward_hooks
-    torch.testing.assert_close(manifold.transform_at(model, x, "input", lambda t: 2 * t), model(2 * x))
+    torch.testing.assert_close(hooks.transform_at(model, x, "input", lambda t: 2 * t), model(2 * x))
 
 
 def test_transform_at_errors():
     model = models.MLP(3, 2, (5,))
     x = torch.randn(4, 3)
     with pytest.raises(ValueError, match="featurez"):
-        manifold.transform_at(model, x, "featurez", lambda h: h)
+        hooks.transform_at(model, x, "featurez", lambda h: h)
     with pytest.raises(TypeError, match="fn must be callable"):
-        manifold.transform_at(model, x, "features", None)
+        hooks.transform_at(model, x, "features", None)
     with pytest.raises(TypeError, match="batch of 5"):
-        manifold.transform_at(model, x, "features", lambda h: h, batch_size=5)
+        hooks.transform_at(model, x, "features", lambda h: h, batch_size=5)
     with pytest.raises(TypeError, match="layer must be"):
-        manifold.transform_at(model, x, 3, lambda h: h)
+        hooks.transform_at(model, x, 3, lambda h: h)
     assert not model.features._forward_hooks
 
 
