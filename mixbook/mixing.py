@@ -461,10 +461,8 @@ class MixingTransform(nn.Module):
 
         if num_classes != self.num_classes:
             raise ValueError(f"the transform was built for num_classes={self.num_classes}, the data has {num_classes}")
-        labels = self._labels(y, x.shape[0])
-        m = self.sample(x, self._sampler_labels(labels), generator=generator)
-        targets = m.targets(labels, self.num_classes, self.smoothing, multi_label=self.multi_label)
-        return Step(m.apply(x), soft_ce, (targets,))
+        x_mix, targets, _ = self._mix_batch(x, y, generator=generator)
+        return Step(x_mix, soft_ce, (targets,))
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
              generator: torch.Generator) -> torch.Tensor:
