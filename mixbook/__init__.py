@@ -25,7 +25,7 @@ Public names::
 
 Modules: mixing, fused, distributions, mixup, cutmix, collate, reformulation, zeta, multimix, manifold, hooks, steps,
 synthetic, losses, metrics, stats, data, models, train, population, distributed, results, plotting, notebook, runtime,
-bench; chapter 2: reformulation_checks (Monte Carlo checks of the reformulation); chapter 3: manifold_gradient (the
+bench; chapter 6: cifar_grid (the CIFAR grid as a script, under torchrun too); chapter 2: reformulation_checks (Monte Carlo checks of the reformulation); chapter 3: manifold_gradient (the
 gradient's four terms, gradient surgery, the decomposed runs);
 chapter 4: toy_manifolds (noise-free moons and helix with exact point-to-manifold distances);
 chapter 8: attacks (FGSM, PGD), bayes (two-moons densities, p_aug, q_aug), regression (mixed-target
@@ -43,7 +43,7 @@ from .collate import MixCollate
 from .cutmix import CutMix, MixUpCutMix
 from .losses import SoftTargetCrossEntropy, mixed_cross_entropy, one_hot, soft_cross_entropy
 from .manifold import ManifoldMixup
-from .mixing import Mixing, MixingTransform
+from .mixing import DenseMixingTransform, Mixing, MixingTransform
 from .mixup import MixUp
 from .multimix import MultiMix
 from .zeta import ZetaMixup
@@ -54,11 +54,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ``bench`` is imported on first use, so that ``python -m mixbook.bench`` runs it fresh.
-    if name == "bench":
+    # The two command-line modules are imported on first use, so that ``python -m mixbook.bench``
+    # and ``python -m mixbook.cifar_grid`` run them fresh.
+    if name in ("bench", "cifar_grid"):
         import importlib
 
-        return importlib.import_module(".bench", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
@@ -67,5 +68,5 @@ __all__ = [
     "bench", "collate", "cutmix", "data", "distributions", "losses", "metrics", "mixing", "mixup", "models", "notebook",
     "fused", "manifold", "multimix", "plotting", "population", "reformulation", "results", "runtime", "stats",
     "synthetic", "train", "zeta", "attacks", "bayes", "regression", "smoothing", "distributed", "toy_manifolds",
-    "hooks", "steps", "gan", "manifold_gradient", "reformulation_checks",
+    "hooks", "steps", "gan", "manifold_gradient", "reformulation_checks", "cifar_grid",
 ]

@@ -131,6 +131,20 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
+def non_negative_int(name: str, value: object) -> int:
+    """An integer >= 0 (``bool`` refused; NumPy integers accepted and returned as ``int``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 0, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value}")
+    return int(value)
+
+
+def optional_positive_int(name: str, value: object) -> int | None:
+    """``None``, or an integer >= 1 as :func:`positive_int` (an optional count such as ``n``)."""
+    return None if value is None else positive_int(name, value)
+
+
 def choice(name: str, value: object, options: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")

@@ -156,10 +156,7 @@ def time_ops(
         raise TypeError(f"ops must map names to zero-argument callables; not callable: {not_callable}")
     repeats = _checks.positive_int("repeats", repeats)
     number = _checks.positive_int("number", number)
-    if isinstance(warmup, bool) or not isinstance(warmup, int):
-        raise TypeError(f"warmup must be an int >= 0, got {type(warmup).__name__}")
-    if warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup}")
+    warmup = _checks.non_negative_int("warmup", warmup)
     if min_time is not None:
         min_time = _checks.positive_float("min_time", min_time)
     baseline = baseline or next(iter(ops))
@@ -282,10 +279,7 @@ def bytes_moved(
     b = _checks.positive_int("batch", batch)
     d = _checks.positive_int("features", features)
     s = _checks.positive_int("itemsize", itemsize)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"num_classes must be an int >= 0, got {type(num_classes).__name__}")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be an int >= 0, got {num_classes}")
+    num_classes = _checks.non_negative_int("num_classes", num_classes)
     if family == "pairwise":
         return 2 * b * d * s + 8 * b + 4 * b * num_classes
     if family == "dense":
@@ -716,16 +710,16 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
 def run(
     *,
     device: torch.device | str = "auto",
-    quick: bool = False,
-    batches: Sequence[int] | None = None,
-    dtypes: Sequence[str] | None = None,
-    include_large: bool = False,
     repeats: int | None = None,
     warmup: int | None = None,
     min_time: float | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    quick: bool = False,                          # the case list, as make_cases
+    batches: Sequence[int] | None = None,
+    dtypes: Sequence[str] | None = None,
     image_sizes: Sequence[int] | None = None,
+    include_large: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark; returns the JSON-ready result (see :func:`main` for the layout).
 
@@ -749,10 +743,7 @@ def run(
     dev = _resolve_device(device)
     quick = _checks.boolean("quick", quick)
     repeats = _checks.positive_int("repeats", (3 if quick else 7) if repeats is None else repeats)
-    if warmup is None:
-        warmup = 1 if quick else 2
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    warmup = _checks.non_negative_int("warmup", (1 if quick else 2) if warmup is None else warmup)
     min_time = _checks.positive_float("min_time", (0.002 if quick else 0.05) if min_time is None else min_time)
     _checks.seed("seed", seed)
     if log is not None and not callable(log):

@@ -175,6 +175,10 @@ def _sample(x, y, *, mixup_alpha, cutmix_alpha, switch_prob, prob, mode, correct
                      use_box=_spread(use_box, mode, b), size=(int(h), int(w)))
 
 
+_BOX_OPTIONS = {"prob": 1.0, "mode": "batch", "correct_lam": True, "pairing": None}
+"""The options :func:`sample` and :func:`sample_switch` share, with their defaults."""
+
+
 def sample(
     x: torch.Tensor,
     y: torch.Tensor | None = None,
@@ -212,21 +216,23 @@ def sample_switch(
     mixup_alpha: float = 1.0,
     cutmix_alpha: float = 1.0,
     switch_prob: float = 0.5,
-    prob: float = 1.0,
-    mode: str = "batch",
-    correct_lam: bool = True,
-    pairing: str | None = None,
     generator: torch.Generator | None = None,
+    **options: Any,
 ) -> BoxMixing:
     """Mixup or CutMix per batch / pair / example (timm's ``Mixup`` with both alphas > 0).
 
     With probability ``switch_prob`` a draw is CutMix (λ ~ Beta(cutmix_alpha, ·)), else mixup
-    (λ ~ Beta(mixup_alpha, ·)); the other arguments are those of :func:`sample`.
+    (λ ~ Beta(mixup_alpha, ·)). ``options``: ``prob``, ``mode``, ``correct_lam`` and ``pairing``,
+    with the meanings and defaults of :func:`sample`; any other keyword is a ``TypeError``.
     """
     mixup_alpha = _checks.positive_float("mixup_alpha", mixup_alpha)
     cutmix_alpha = _checks.positive_float("cutmix_alpha", cutmix_alpha)
-    return _sample(x, y, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, switch_prob=switch_prob, prob=prob,
-                   mode=mode, correct_lam=correct_lam, pairing=pairing, generator=generator)
+    unknown = sorted(set(options) - set(_BOX_OPTIONS))
+    if unknown:
+        raise TypeError(f"sample_switch() got unexpected keyword argument(s) {unknown}; "
+                        f"it takes mixup_alpha, cutmix_alpha, switch_prob, generator and {list(_BOX_OPTIONS)}")
+    return _sample(x, y, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, switch_prob=switch_prob,
+                   generator=generator, **{**_BOX_OPTIONS, **options})
 
 
 class _BoxTransform(MixingTransform):

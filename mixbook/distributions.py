@@ -70,15 +70,8 @@ def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = N
     return lg
 
 
-def beta(
-    a: float,
-    b: float,
-    shape: tuple[int, ...] | torch.Size,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def beta(a: float, b: float, shape: tuple[int, ...] | torch.Size, *, device: torch.device | str | None = None,
+         dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> torch.Tensor:
     """Samples of Beta(a, b) in the standard parameterisation (density ∝ λ^(a−1)(1−λ)^(b−1)).
 
     Returns a tensor of ``shape`` with values in ``[0, 1]``. ``λ = σ(log G_a − log G_b)`` with

@@ -7,7 +7,7 @@ does (Sønderby et al. 2017; Arjovsky & Bottou 2017: Gaussian noise added to eve
 discriminator sees, annealed to zero).
 
 The data is the usual mode-collapse benchmark: ``modes`` Gaussians of standard deviation ``std``
-evenly spaced on a circle of radius ``radius`` (:func:`ring`). The three discriminator losses
+evenly spaced on a circle of radius ``radius`` (:class:`Ring`). The three discriminator losses
 (:data:`LOSSES`), for real ``x``, generated ``g = G(z)`` and the discriminator's logit ``D``:
 
 - ``"plain"``: ``BCE(D(x), 1) + BCE(D(g), 0)``;
@@ -42,28 +42,37 @@ from torch import nn
 from . import _checks, models
 from .distributions import beta
 
-__all__ = ["LOSSES", "ring_centres", "ring", "energy_distance", "mode_coverage", "GANRun", "train"]
+__all__ = ["LOSSES", "Ring", "energy_distance", "mode_coverage", "GANRun", "train"]
 
 LOSSES = ("plain", "instance_noise", "mixup")
 
 
-def ring_centres(modes: int = 8, radius: float = 2.0, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The ``(modes, 2)`` centres ``radius · (cos 2πk/modes, sin 2πk/modes)``, k = 0 … modes − 1."""
-    modes = _checks.positive_int("modes", modes)
-    radius = _checks.positive_float("radius", radius)
-    angle = torch.arange(modes, dtype=torch.float64) * (2 * math.pi / modes)
-    return (radius * torch.stack([angle.cos(), angle.sin()], 1)).to(dtype)
+@dataclass(frozen=True)
+class Ring:
+    """The data: the equal-weight mixture of ``N(c_k, std² I)``, k = 0 … modes − 1, with centres
+    ``c_k = radius · (cos 2πk/modes, sin 2πk/modes)`` (Metz et al.'s eight-Gaussian ring by default)."""
 
+    modes: int = 8
+    radius: float = 2.0
+    std: float = 0.02
 
-def ring(n: int, *, modes: int = 8, radius: float = 2.0, std: float = 0.02,
-         generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` points ``(n, 2)`` from the equal-weight mixture of ``N(c_k, std² I)`` over :func:`ring_centres`."""
-    n = _checks.positive_int("n", n)
-    std = _checks.positive_float("std", std)
-    _checks.generator(generator, torch.device("cpu"))
-    centres = ring_centres(modes, radius)
-    k = torch.randint(len(centres), (n,), generator=generator)
-    return centres[k] + std * torch.randn(n, 2, generator=generator)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", _checks.positive_int("modes", self.modes))
+        object.__setattr__(self, "radius", _checks.positive_float("radius", self.radius))
+        object.__setattr__(self, "std", _checks.positive_float("std", self.std))
+
+    def centres(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The ``(modes, 2)`` centres ``c_k``."""
+        angle = torch.arange(self.modes, dtype=torch.float64) * (2 * math.pi / self.modes)
+        return (self.radius * torch.stack([angle.cos(), angle.sin()], 1)).to(dtype)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` points ``(n, 2)`` of the mixture (float32, CPU): a mode index, then its Gaussian."""
+        n = _checks.positive_int("n", n)
+        _checks.generator(generator, torch.device("cpu"))
+        centres = self.centres()
+        k = torch.randint(self.modes, (n,), generator=generator)
+        return centres[k] + self.std * torch.randn(n, 2, generator=generator)
 
 
 def _points(name: str, t: object) -> torch.Tensor:
@@ -165,19 +174,17 @@ def train(
     loss: str = "plain",
     *,
     seeds: Sequence[int] = (0,),
+    ring: Ring = Ring(),
     steps: int = 2000,
     batch_size: int = 128,
     latent: int = 2,
     hidden: int = 64,
     lr: float = 1e-3,
-    noise_std: float = 0.1,
-    alpha: float = 1.0,
-    modes: int = 8,
-    radius: float = 2.0,
-    std: float = 0.02,
+    noise_std: float = 0.1,      # instance noise's initial σ
+    alpha: float = 1.0,          # mixup's Beta(α, α)
     n_samples: int = 2500,
 ) -> list[GANRun]:
-    """Train one GAN per seed, a generator ``MLP(latent → 2)`` against a discriminator ``MLP(2 → 1)`` on :func:`ring`.
+    """Train one GAN per seed, a generator ``MLP(latent → 2)`` against a discriminator ``MLP(2 → 1)`` on ``ring`` (a :class:`Ring`).
 
     Both have two hidden ReLU layers of ``hidden``; Adam (lr, betas (0.5, 0.999)); one
     discriminator step then one generator step per iteration, ``steps`` iterations on fresh
@@ -204,9 +211,9 @@ def train(
     lr = _checks.positive_float("lr", lr)
     noise_std = _checks.non_negative_float("noise_std", noise_std)
     alpha = _checks.positive_float("alpha", alpha)
-    std = _checks.positive_float("std", std)
+    if not isinstance(ring, Ring):
+        raise TypeError(f"ring must be a mixbook.gan.Ring, got {type(ring).__name__}")
     n_samples = _checks.positive_int("n_samples", n_samples)
-    centres = ring_centres(modes, radius)
 
     gens, discs = [], []
     for s in seeds:
@@ -227,7 +234,7 @@ def train(
     for t in range(steps):
         if t % _CHUNK == 0:
             m = min(_CHUNK, steps - t)
-            real_chunk = torch.stack([ring(m * batch_size, modes=modes, radius=radius, std=std, generator=g)
+            real_chunk = torch.stack([ring.sample(m * batch_size, generator=g)
                                       for g in data_streams]).view(k, m, batch_size, 2)
             z_chunk = torch.stack([torch.randn(m * batch_size, latent, generator=g)
                                    for g in data_streams]).view(k, m, batch_size, latent)
@@ -255,21 +262,13 @@ def train(
         g_loss.sum().backward()
         opt_g.step()
 
-    runs = []
+    eval_streams = [torch.Generator().manual_seed(s + 2_000_003) for s in seeds]
     with torch.no_grad():
-        for j, s in enumerate(seeds):
-            eval_stream = torch.Generator().manual_seed(s + 2_000_003)
-            z = torch.randn(1, n_samples, latent, generator=eval_stream)
-            samples = _Stacked.__call__(_member(G, j), z)[0]
-            truth = ring(n_samples, modes=modes, radius=radius, std=std, generator=eval_stream)
-            covered, good = mode_coverage(samples, centres, std)
-            runs.append(GANRun(loss=loss, seed=s, samples=samples, modes_covered=covered, high_quality=good,
-                               energy=energy_distance(samples, truth)))
+        samples = G(torch.stack([torch.randn(n_samples, latent, generator=g) for g in eval_streams]))
+    runs = []
+    for s, g, member_samples in zip(seeds, eval_streams, samples):
+        truth = ring.sample(n_samples, generator=g)
+        covered, good = mode_coverage(member_samples, ring.centres(), ring.std)
+        runs.append(GANRun(loss=loss, seed=s, samples=member_samples, modes_covered=covered, high_quality=good,
+                           energy=energy_distance(member_samples, truth)))
     return runs
-
-
-def _member(stacked: _Stacked, j: int) -> _Stacked:
-    one = object.__new__(_Stacked)
-    one.weights = [w[j:j + 1].detach() for w in stacked.weights]
-    one.biases = [b[j:j + 1].detach() for b in stacked.biases]
-    return one

@@ -185,16 +185,9 @@ def gradient_terms(
     return terms
 
 
-def decomposed_loss(
-    feature: nn.Module,
-    head: nn.Linear,
-    x1: torch.Tensor,
-    x2: torch.Tensor,
-    y1: torch.Tensor,
-    y2: torch.Tensor,
-    lam: float | torch.Tensor,
-    keep: str = "all",
-) -> torch.Tensor:
+def decomposed_loss(feature: nn.Module, head: nn.Linear,  # the arguments of gradient_terms, then keep
+                    x1: torch.Tensor, x2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor, lam: float | torch.Tensor,
+                    keep: str = "all") -> torch.Tensor:
     """The manifold-mixup squared loss with only some gradient terms reaching ``F``.
 
     Same setting and arguments as :func:`gradient_terms` (batches ``(b, d)``, targets

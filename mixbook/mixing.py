@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ from .losses import _one_hot
 if TYPE_CHECKING:  # the training step type (mixbook.steps imports this module)
     from .steps import Step
 
-__all__ = ["Mixing", "MixingTransform"]
+__all__ = ["Mixing", "MixingTransform", "DenseMixingTransform"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -597,3 +597,16 @@ class MixingTransform(nn.Module):
         if isinstance(sample, dict):
             return out
         return type(sample)(out[i] for i in range(len(sample)))
+
+
+class DenseMixingTransform(MixingTransform):
+    """A transform whose sampler draws a dense ``(n, b)`` mixing of the whole batch (ζ-mixup,
+    MultiMix): it owns ``n``, the number of outputs per batch (``None``: the batch size ``b``; it
+    may exceed ``b``). A subclass declares its sampler and hyper-parameters (with ``"n"`` among
+    them) and validates its own weight parameter, as every :class:`MixingTransform` does."""
+
+    n: int | None = None
+
+    def __init__(self, *, n: int | None = None, **options: Any) -> None:
+        self.n = _checks.optional_positive_int("n", n)
+        super().__init__(**options)

@@ -54,17 +54,13 @@ import torch
 from . import _checks
 from . import steps
 from .distributions import dirichlet
-from .mixing import Mixing, MixingTransform
+from .mixing import DenseMixingTransform, Mixing
 
 __all__ = ["weights", "sample", "MultiMix", "dense_weights", "apply_dense", "dense_targets",
            "cam_attention", "DEFAULT_ALPHA"]
 
 DEFAULT_ALPHA = 1.0
 """The Dirichlet concentration α of the paper's experiments (uniform on the simplex)."""
-
-
-def _floating_dtype(dtype: object) -> torch.dtype:
-    return _checks.floating_dtype("dtype", dtype)
 
 
 def _floating(name: str, t: object, ndim: int | tuple[int, ...], shape_text: str) -> torch.Tensor:
@@ -106,7 +102,7 @@ def weights(
     b = _checks.positive_int("b", b)
     n = b if n is None else _checks.positive_int("n", n)
     alpha = _checks.positive_float("alpha", alpha)
-    dtype = _floating_dtype(dtype)
+    dtype = _checks.floating_dtype("dtype", dtype)
     device = torch.empty(0, device=device).device if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
     return dirichlet(alpha, (n, b), device=device, dtype=dtype, generator=generator)
@@ -138,28 +134,23 @@ def sample(
         A dense mixing with ``weights`` ``(n, b)``: float64 for float64 ``x``, else float32.
     """
     x = _checks.batch("x", x)
-    alpha = _checks.positive_float("alpha", alpha)
-    b = x.shape[0]
     _checks.optional_companion("y", y, x)
-    n = b if n is None else _checks.positive_int("n", n)
-    dtype = _checks.weight_dtype(x)
-    w = weights(b, n=n, alpha=alpha, device=x.device, dtype=dtype, generator=generator)
-    return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
+    w = weights(x.shape[0], n=n, alpha=alpha, device=x.device, dtype=_checks.weight_dtype(x), generator=generator)
+    return Mixing(batch_size=x.shape[0], weights=w)  # weights validated alpha, n: no from_dense host checks
 
 
-class MultiMix(MixingTransform):
-    """Batch transform ``(x, y) -> (mixed x, soft targets)`` with Dirichlet weights.
+class MultiMix(DenseMixingTransform):
+    """Batch transform ``(x, y) -> (n mixed x, soft targets)``: each output a Dirichlet(α) mix of
+    the whole batch (MultiMix, Venkataramanan et al. 2023, at the input; :func:`sample`).
 
     Args:
         alpha: Dirichlet concentration α > 0 (default 1, as in the paper).
-        num_classes: number of classes of the integer labels.
-        n: number of outputs per batch (default: the batch size); may exceed it.
-        smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
-        multi_label, labels_getter: as :class:`mixbook.MixUp` (multi-hot labels; finding the
-            labels in a packed sample).
-        generator: optional ``torch.Generator`` on the batches' device.
+        n: number of outputs per batch (default: the batch size); may exceed it, as the paper's
+            n = 1000 from b = 128.
+        **options: ``num_classes`` and the options every transform shares
+            (:class:`mixbook.mixing.MixingTransform`).
 
-    Example::
+    Example: one thousand mixes of a batch of 128::
 
         mix = MultiMix(alpha=1.0, num_classes=10, n=1000)
         x_mix, y_soft = mix(x, y)           # (1000, *), (1000, 10)
@@ -171,8 +162,7 @@ class MultiMix(MixingTransform):
 
     def __init__(self, *, alpha: float = DEFAULT_ALPHA, n: int | None = None, **options: Any) -> None:
         self.alpha = _checks.positive_float("alpha", alpha)
-        self.n = None if n is None else _checks.positive_int("n", n)
-        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, generator
+        super().__init__(n=n, **options)
 
 
 # ---------------------------------------------------------------------- dense MultiMix

@@ -15,7 +15,7 @@ import math
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +145,34 @@ def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
     return path
 
 
-def load(directory: str | os.PathLike, pattern: str = "*.json") -> Any:
+def load(directory: str | os.PathLike, pattern: str = "*.json", *, unique: Sequence[str] | None = None) -> Any:
     """Every saved result in ``directory`` matching ``pattern``, as one pandas DataFrame.
 
     Each row carries its file's provenance next to the saved columns: ``device`` (the device's
     name), ``date_utc``, ``commit`` (10 characters, with ``+dirty`` when the checkout had
     uncommitted changes) and ``file``. An empty or missing directory gives an empty DataFrame.
+
+    ``unique``: columns that identify a row across files, e.g. ``("dataset", "method", "seed")``
+    for the parts of a grid run on several machines (:mod:`mixbook.cifar_grid`); a key found in
+    more than one row is a ``ValueError`` naming it and its files, so a part run twice is not
+    averaged in silently.
     """
     import pandas as pd
+
+    if unique is not None:
+        if isinstance(unique, str) or not all(isinstance(c, str) for c in unique) or not unique:
+            raise TypeError(f"unique must be a non-empty sequence of column names, got {unique!r}")
+        frame = load(directory, pattern)
+        if frame.empty:
+            return frame
+        missing = [c for c in unique if c not in frame.columns]
+        if missing:
+            raise ValueError(f"unique names columns {missing} that the files in {directory} do not have")
+        twice = frame[frame.duplicated(list(unique), keep=False)]
+        if not twice.empty:
+            shown = "; ".join(f"{key}: {sorted(group.file)}" for key, group in twice.groupby(list(unique), sort=True))
+            raise ValueError(f"rows recorded more than once (by {list(unique)}): {shown}")
+        return frame
 
     frames = []
     for f in sorted(Path(directory).glob(pattern)):

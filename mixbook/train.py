@@ -99,7 +99,7 @@ class DenseMultiMixMethod:
                 raise TypeError(f"{name} must be a module path (str) of the model, got {value!r}")
         self.layer, self.head = layer, head
         self.alpha = _checks.positive_float("alpha", alpha)
-        self.n = None if n is None else _checks.positive_int("n", n)
+        self.n = _checks.optional_positive_int("n", n)
         self.clean = _checks.boolean("clean", clean)
         self.per_position = _checks.boolean("per_position", per_position)
 

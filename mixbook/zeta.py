@@ -51,7 +51,7 @@ import torch
 
 from . import _checks, _random
 from . import steps
-from .mixing import Mixing, MixingTransform
+from .mixing import DenseMixingTransform, Mixing
 
 __all__ = ["pseries", "weights", "sample", "ZetaMixup", "dominance_sum", "dominance_threshold",
            "mixup_lambda", "num_orderings", "DEFAULT_GAMMA", "GAMMA_STAR"]
@@ -61,10 +61,6 @@ DEFAULT_GAMMA = 2.8
 
 GAMMA_STAR = 1.7286472389981835
 """``γ*`` with ``ζ(γ*) = 2``: for γ above it one weight dominates for every batch size."""
-
-
-def _floating_dtype(dtype: object) -> torch.dtype:
-    return _checks.floating_dtype("dtype", dtype)
 
 
 def pseries(
@@ -88,7 +84,7 @@ def pseries(
     """
     n = _checks.positive_int("n", n)
     gamma = _checks.positive_float("gamma", gamma)
-    dtype = _floating_dtype(dtype)
+    dtype = _checks.floating_dtype("dtype", dtype)
     j = torch.arange(1, n + 1, device=device, dtype=torch.float64)
     w = j.pow_(-gamma)
     # Sum from the smallest term up (flip) so the normaliser is accurate for long series.
@@ -145,7 +141,7 @@ def weights(
     """
     b = _checks.positive_int("b", b)
     gamma = _checks.positive_float("gamma", gamma)
-    dtype = _floating_dtype(dtype)
+    dtype = _checks.floating_dtype("dtype", dtype)
     if dominant is not None:
         _checks.tensor("dominant", dominant)
         if device is None:
@@ -196,31 +192,28 @@ def sample(
         A dense mixing with ``weights`` ``(n, b)``: float64 for float64 ``x``, else float32.
     """
     x = _checks.batch("x", x)
-    gamma = _checks.positive_float("gamma", gamma)
-    b = x.shape[0]
     _checks.optional_companion("y", y, x)
-    dtype = _checks.weight_dtype(x)
+    b, dtype = x.shape[0], _checks.weight_dtype(x)
     w = weights(b, gamma=gamma, n=n, dominant=dominant, device=x.device, dtype=dtype, generator=generator)
-    return Mixing(batch_size=b, weights=w)  # valid by construction: no from_dense host checks
+    return Mixing(batch_size=b, weights=w)  # weights validated gamma, n, dominant: no from_dense host checks
 
 
-class ZetaMixup(MixingTransform):
-    """Batch transform ``(x, y) -> (mixed x, soft targets)`` with ζ-mixup weights.
+class ZetaMixup(DenseMixingTransform):
+    """Batch transform ``(x, y) -> (mixed x, soft targets)`` with ζ-mixup's p-series weights over a
+    random ordering of the batch for every output (:func:`sample`, :func:`weights`).
 
     Args:
-        gamma: γ > 0 of the p-series (default 2.8, as in the authors' code).
-        num_classes: number of classes of the integer labels.
+        gamma: γ > 0 of the p-series ``j^(−γ)`` (default 2.8, as in the authors' code); with
+            γ ≥ γ* the first weight dominates every row (:func:`dominance_threshold`).
         n: number of outputs per batch (default: the batch size).
-        smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
-        multi_label, labels_getter: as :class:`mixbook.MixUp` (multi-hot labels; finding the
-            labels in a packed sample).
-        generator: optional ``torch.Generator`` on the batches' device.
+        **options: ``num_classes`` and the options every transform shares
+            (:class:`mixbook.mixing.MixingTransform`).
 
-    Example::
+    Example, in a training step::
 
-        mix = ZetaMixup(gamma=2.8, num_classes=10)
-        x_mix, y_soft = mix(x, y)           # (b, *), (b, 10)
-        loss = mixbook.losses.soft_cross_entropy(model(x_mix), y_soft)
+        zeta_mix = ZetaMixup(gamma=2.8, num_classes=10)
+        x_mix, y_soft = zeta_mix(x, y)      # (b, *), (b, 10): most of each row's weight on one example
+        loss = torch.sum(-y_soft * model(x_mix).log_softmax(1), 1).mean()
     """
 
     sampler = staticmethod(sample)
@@ -228,15 +221,10 @@ class ZetaMixup(MixingTransform):
 
     def __init__(self, *, gamma: float = DEFAULT_GAMMA, n: int | None = None, **options: Any) -> None:
         self.gamma = _checks.positive_float("gamma", gamma)
-        self.n = None if n is None else _checks.positive_int("n", n)
-        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, generator
+        super().__init__(n=n, **options)   # n, then num_classes, smoothing, ... (MixingTransform)
 
 
 # ---------------------------------------------------------------------- the maths of the chapter
-def _optional_count(name: str, value: object) -> int | None:
-    return None if value is None else _checks.positive_int(name, value)
-
-
 def dominance_sum(N: int | None, gamma: float) -> float:
     """``C = Σ_{j=1..N} j^(−γ)``, the normaliser of the weights; ``N=None`` gives ``ζ(γ)``.
 
@@ -244,7 +232,7 @@ def dominance_sum(N: int | None, gamma: float) -> float:
     γ ≤ 1 the series diverges and ``inf`` is returned (``scipy.special.zeta`` would return the
     analytic continuation instead).
     """
-    N = _optional_count("N", N)
+    N = _checks.optional_positive_int("N", N)
     gamma = _checks.positive_float("gamma", gamma)
     if N is None:
         if gamma <= 1:
@@ -276,7 +264,7 @@ def dominance_threshold(N: int | None = None) -> float:
     """
     from scipy.optimize import brentq
 
-    N = _optional_count("N", N)
+    N = _checks.optional_positive_int("N", N)
     if N is None:
         from scipy.special import zeta
 

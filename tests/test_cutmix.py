@@ -243,3 +243,13 @@ def test_modes_equal_timms_loops_for_the_same_draws(mode):
     lam = m.lam[:, None]                                            # timm's mixup_target with the flipped labels
     expected = mixbook.one_hot(y, 5) * lam + mixbook.one_hot(y.flip(0), 5) * (1 - lam)
     torch.testing.assert_close(targets, expected)
+
+
+def test_sample_switch_takes_the_options_of_sample_and_no_others():
+    x = torch.rand(6, 3, 8, 8)
+    m = cutmix.sample_switch(x, prob=0.0, mode="elem", generator=_gen(0))
+    assert torch.equal(m.apply(x), x)                       # prob = 0: no example mixed
+    with pytest.raises(TypeError, match="probability"):
+        cutmix.sample_switch(x, probability=0.5)
+    with pytest.raises(ValueError, match="mode"):
+        cutmix.sample_switch(x, mode="rows")

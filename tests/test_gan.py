@@ -10,11 +10,12 @@ from mixbook import gan
 
 
 def test_ring_centres_and_points():
-    c = gan.ring_centres(8, 2.0)
+    ring = gan.Ring(modes=8, radius=2.0, std=0.02)
+    c = ring.centres()
     assert c.shape == (8, 2)
     assert torch.allclose(c.norm(dim=1), torch.full((8,), 2.0))
     assert torch.allclose(c[0], torch.tensor([2.0, 0.0]))
-    x = gan.ring(4000, modes=8, radius=2.0, std=0.02, generator=torch.Generator().manual_seed(0))
+    x = ring.sample(4000, generator=torch.Generator().manual_seed(0))
     d, k = torch.cdist(x, c).min(1)
     assert x.shape == (4000, 2) and float(d.max()) < 0.02 * 6
     counts = torch.bincount(k, minlength=8)
@@ -29,16 +30,16 @@ def test_energy_distance_matches_scipy_in_one_dimension():
 
 
 def test_energy_distance_is_zero_on_itself_and_grows_with_a_shift():
-    x = gan.ring(500, generator=torch.Generator().manual_seed(1))
+    x = gan.Ring().sample(500, generator=torch.Generator().manual_seed(1))
     assert gan.energy_distance(x, x) == pytest.approx(0.0, abs=1e-6)
     shifts = [gan.energy_distance(x, x + torch.tensor([s, 0.0])) for s in (0.1, 0.5, 1.0)]
     assert 0 < shifts[0] < shifts[1] < shifts[2]
 
 
 def test_mode_coverage_counts_modes_and_quality():
-    c = gan.ring_centres(8, 2.0)
+    c = gan.Ring().centres()
     g = torch.Generator().manual_seed(2)
-    full = gan.ring(2000, generator=g)
+    full = gan.Ring().sample(2000, generator=g)
     covered, good = gan.mode_coverage(full, c, 0.02)
     assert covered == 8 and good > 0.98                       # within 3σ: 98.9% of a 2-D Gaussian
     collapsed = c[3] + 0.02 * torch.randn(2000, 2, generator=g)
@@ -53,11 +54,19 @@ def test_mode_coverage_counts_modes_and_quality():
 @pytest.mark.parametrize("kwargs, err", [
     (dict(loss="wgan"), ValueError), (dict(seeds=[]), TypeError), (dict(seeds=[-1]), ValueError),
     (dict(seeds=3), TypeError), (dict(steps=0), ValueError), (dict(noise_std=-0.1), ValueError),
-    (dict(alpha=0.0), ValueError), (dict(batch_size=1.5), TypeError),
+    (dict(alpha=0.0), ValueError), (dict(batch_size=1.5), TypeError), (dict(ring=(8, 2.0, 0.02)), TypeError),
 ])
 def test_train_rejects_bad_arguments(kwargs, err):
     with pytest.raises(err):
         gan.train(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, err", [
+    (dict(modes=0), ValueError), (dict(radius=-1.0), ValueError), (dict(std=0.0), ValueError), (dict(modes=2.5), TypeError),
+])
+def test_ring_rejects_bad_arguments(kwargs, err):
+    with pytest.raises(err, match=next(iter(kwargs))):
+        gan.Ring(**kwargs)
 
 
 def test_measures_reject_bad_arguments():
@@ -66,7 +75,7 @@ def test_measures_reject_bad_arguments():
     with pytest.raises(ValueError, match="same number of columns"):
         gan.energy_distance(torch.zeros(3, 2), torch.zeros(3, 1))
     with pytest.raises(ValueError, match="std"):
-        gan.mode_coverage(torch.zeros(3, 2), gan.ring_centres(), 0.0)
+        gan.mode_coverage(torch.zeros(3, 2), gan.Ring().centres(), 0.0)
 
 
 @pytest.mark.parametrize("loss", gan.LOSSES)

@@ -6,11 +6,14 @@ the loss form), so the registry entries are the methods the chapters describe.""
 
 import functools
 import random
+import re
+import types
+from pathlib import Path
 
 import pytest
 import torch
 
-from mixbook import data, hooks, losses, manifold, mixup, models, multimix, reformulation, steps, train, zeta
+from mixbook import data, hooks, losses, manifold, mixup, models, multimix, reformulation, steps, synthetic, train, zeta
 from mixbook.mixing import Mixing
 
 
@@ -97,29 +100,36 @@ def test_a_partial_of_any_sample_is_a_training_method():
     assert repr(method) == "SamplerMethod(mixbook.zeta.sample(gamma=2.0), at='input', loss='soft')"
 
 
-def test_a_new_method_is_one_module_and_a_register_call():
-    """What README's "Adding a mixing method" shows: a sampler and its registered entry."""
-    def flip_sample(x, y=None, *, generator=None, lam: float = 0.7):
-        if not 0 <= lam <= 1:
-            raise ValueError(f"lam must be in [0, 1], got {lam}")
-        b = x.shape[0]
-        return Mixing(batch_size=b, partner=torch.arange(b - 1, -1, -1, device=x.device),
-                      lam=torch.full((b,), lam, device=x.device))
+def _readme_method_module() -> types.ModuleType:
+    """The module README's "Adding a mixing method" shows, loaded as ``mixbook.flipmix``."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if b.startswith("# mixbook/flipmix.py"))
+    module = types.ModuleType("mixbook.flipmix")
+    module.__package__ = "mixbook"
+    exec(compile(code, "README.md (mixbook/flipmix.py)", "exec"), module.__dict__)
+    return module
 
-    @steps.register("flip_test")
-    def training_method(lam: float = 0.7) -> steps.SamplerMethod:
-        return steps.SamplerMethod(flip_sample, loss="mixed", lam=lam)
 
+def test_the_readme_method_is_one_module_and_a_register_call():
+    """README's "Adding a mixing method": the module, as printed there, is a sampler and a
+    registered training method that fit, make_method and synthetic_set take."""
+    flipmix = _readme_method_module()
     try:
-        assert repr(train.make_method("flip_test")) == "flip_test(lam=0.7)"
-        with pytest.raises(ValueError, match="lam must be in"):
-            train.make_method("flip_test", lam=2.0)           # checked when built
+        assert repr(train.make_method("flipmix")) == "flipmix(lam=0.7)"
+        with pytest.raises(ValueError, match="lam"):
+            train.make_method("flipmix", lam=2.0)              # checked when built
+        x, y = torch.rand(6, 2), torch.arange(6) % 2
+        m = flipmix.sample(x, y, lam=0.6)
+        torch.testing.assert_close(m.apply(x), 0.6 * x + 0.4 * x.flip(0))
         split = data.two_moons(n_train=32, n_test=32, seed=0)
-        hist = train.fit(models.MLP(2, 2, (8,)), split, "flip_test", epochs=1, batch_size=8, seed=0, device="cpu",
+        hist = train.fit(models.MLP(2, 2, (8,)), split, "flipmix", epochs=1, batch_size=8, seed=0, device="cpu",
                          progress=False)
-        assert hist.method == "flip_test(lam=0.7)"
+        assert hist.method == "flipmix(lam=0.7)"
+        s = synthetic.synthetic_set(x, y, 2, functools.partial(flipmix.sample, lam=0.6), size=5, batch_size=6,
+                                    generator=torch.Generator().manual_seed(0))
+        assert s.x.shape == (5, 2)
     finally:
-        del steps.METHODS["flip_test"]
+        del steps.METHODS["flipmix"]
 
 
 def test_registered_reprs_name_the_method_and_its_options():

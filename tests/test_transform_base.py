@@ -69,3 +69,26 @@ def test_a_transform_is_a_population_member():
     frame = population.repeat(lambda: models.MLP(2, 2, (8,)), split, {"zeta": t, "ERM": "erm"}, [0, 1], epochs=1,
                               batch_size=16, device="cpu", progress=False)
     assert set(frame.method) == {"zeta", "ERM"} and len(frame) == 4
+
+
+def test_a_dense_transform_is_a_sampler_and_its_hyper_parameters():
+    """DenseMixingTransform owns ``n``: a subclass declares its sampler and hyper-parameters only."""
+    from mixbook.mixing import DenseMixingTransform, Mixing
+
+    def uniform(x, y=None, *, generator=None, n=None):
+        b = x.shape[0]
+        return Mixing(batch_size=b, weights=torch.full((n or b, b), 1.0 / b))
+
+    class Uniform(DenseMixingTransform):
+        sampler = staticmethod(uniform)
+        hyper_parameters = ("n",)
+
+    t = Uniform(num_classes=3, n=5)
+    x_mix, y_soft = t(torch.rand(4, 2), torch.tensor([0, 1, 2, 0]))
+    assert x_mix.shape == (5, 2) and "n=5" in repr(t)
+    torch.testing.assert_close(y_soft, torch.tensor([[0.5, 0.25, 0.25]]).expand(5, 3))
+    assert Uniform(num_classes=3).n is None
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        Uniform(num_classes=3, n=0)
+    assert isinstance(mixbook.ZetaMixup(num_classes=3), DenseMixingTransform)
+    assert isinstance(mixbook.MultiMix(num_classes=3), DenseMixingTransform)
