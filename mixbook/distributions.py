@@ -103,15 +103,22 @@ def dirichlet(
 
     Returns a tensor of ``shape`` whose slices along the last dimension are non-negative and
     sum to 1 (a softmax of log-gamma variates). For α = 1 (uniform on the simplex, MultiMix's
-    default) Gamma(1) is the unit exponential, drawn with ``exponential_`` instead of the
-    general Gamma sampler (several times faster on the CPU; same distribution, another stream).
+    default) Gamma(1) is the unit exponential, drawn as ``−log(1 − U)`` from uniforms instead of
+    the general Gamma sampler and normalised by its row sum (several times faster on the CPU;
+    same distribution, another stream).
     """
     alpha = _checks.positive_float("alpha", alpha)
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
     work = _work_dtype(dtype)
     if alpha == 1.0:
-        e = _random.exponential(tuple(shape), device=device, dtype=work, generator=generator)
-        return torch.softmax(e.clamp_min_(torch.finfo(work).tiny).log_(), dim=-1).to(dtype)
+        # Exp(1) is −log(1 − U), U ~ U[0, 1) (1 − U is in (0, 1], so the log is finite); normalised
+        # exponentials are the Dirichlet(1, …, 1), and the sign cancels in the ratio, so the weights
+        # are log(1 − U) over its row sum. On the CPU this is 3–4× faster than exponential_ with a
+        # generator (which dominated MultiMix's cost; log1p has no vectorised CPU kernel, log has).
+        # The clamp keeps a row of b = 1, or of all-zero draws, at weight 1.
+        e = _random.rand(tuple(shape), device=device, dtype=work, generator=generator)
+        e = e.neg_().add_(1).log_().clamp_max_(-torch.finfo(work).tiny)
+        return e.div_(e.sum(-1, keepdim=True)).to(dtype)
     conc = torch.full(tuple(shape), alpha, device=device, dtype=work)
     return torch.softmax(log_gamma(conc, generator, boost=alpha < 1), dim=-1).to(dtype)

@@ -275,34 +275,42 @@ def _fake_case(kind, batch, dtype, ops):
 
 def test_targets_pass_and_fail_on_known_numbers():
     image = _fake_case("image", 256, "float32", {
-        "mixbook_mixup": {"role": "mixbook", "speedup_vs": {"torchvision_mixup": 2.0, "timm_batch": 1.2,
-                                                            "timm_batch_clone": 1.6}},
-        "mixbook_mixup_per_sample": {"role": "mixbook", "speedup_vs": {"timm_elem": 30.0}},
-        "mixbook_zeta": {"role": "mixbook", "speedup_vs": {"numpy_zeta": 4.0}},
+        "mixbook_mixup": {"role": "mixbook", "speedup_vs": {"torchvision_mixup": 2.0, "timm_batch": 0.9,
+                                                            "timm_batch_clone": 1.6},
+                          "copy_fraction": 0.9, "bytes": 200e6, "median_s": 1.0},
+        "mixbook_mixup_per_sample": {"role": "mixbook", "speedup_vs": {"timm_elem": 30.0},
+                                     "copy_fraction": 0.5, "bytes": 50e6, "median_s": 1.0},
+        "mixbook_zeta": {"role": "mixbook", "speedup_vs": {"numpy_zeta": 4.0}, "median_s": 1.6},
+        "matmul": {"role": "peer", "median_s": 1.0},
     })
     got = {t["name"]: t for t in bench.evaluate_targets([image], "cpu")}
-    assert got["pairwise >= 1.5x torchvision MixUp"]["pass"] is True
-    assert got["pairwise >= 1.5x timm batch (in place)"]["pass"] is False
-    assert got["pairwise >= 1.5x timm batch (fresh clone)"]["pass"] is True
-    assert got["per-sample lambda >= 10x timm elem"]["measured"] == 30.0
-    assert got["zeta weights + mixing >= 10x NumPy reference at b=256"]["pass"] is False
-    assert set(got) == {t[0] for t in bench.TARGETS_CPU}
-    # the ζ target is only evaluated at b = 256
-    assert all("zeta" not in t["name"] for t in bench.evaluate_targets([{**image, "batch": 32}], "cpu"))
+    assert got["pairwise >= 1.0x torchvision MixUp"]["pass"] is True
+    assert got["pairwise >= 1.0x timm batch (in place)"]["pass"] is False
+    assert got["pairwise >= 1.0x timm batch (fresh clone)"]["pass"] is True
+    assert got["per-sample lambda >= 1.0x timm elem"]["measured"] == 30.0
+    assert got["zeta >= 1.0x NumPy reference"]["pass"] is True
+    # limits: the copy fraction at >= 100 MB moved (the per-sample op moves 50 MB: not evaluated), the matmul ratio
+    assert got["pairwise >= 85% of copy bandwidth (>= 100 MB moved)"]["pass"] is True
+    assert "per-sample lambda >= 85% of copy bandwidth (>= 100 MB moved)" not in got
+    assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["measured"] == pytest.approx(1.6)
+    assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["pass"] is False
+    assert {t[0] for t in bench.TARGETS_CPU if t[5] == "image"} <= set(got)
+    assert set(got) - {t[0] for t in bench.TARGETS_CPU} <= {t[0] for t in bench.LIMITS if t[5] == "image"}
 
     gpu = _fake_case("image", 256, "bfloat16", {
-        "mixbook_mixup": {"role": "mixbook", "copy_fraction": 0.8, "median_s": 1.0, "host_sync_free": True},
-        "mixbook_zeta": {"role": "mixbook", "median_s": 3.0, "host_sync_free": False, "host_sync_error": "sync!"},
+        "mixbook_mixup": {"role": "mixbook", "copy_fraction": 0.8, "bytes": 300e6, "median_s": 1.0,
+                          "host_sync_free": True},
+        "mixbook_zeta": {"role": "mixbook", "median_s": 1.2, "host_sync_free": False, "host_sync_error": "sync!"},
         "matmul": {"role": "peer", "median_s": 1.0},
     })
     got = bench.evaluate_targets([gpu], "cuda")
     by = {(t["name"], t["note"].split(" ")[0]): t for t in got}
-    assert by[("pairwise >= 70% of copy bandwidth", "")]["pass"] is True
-    assert by[("zeta within 2x of one bf16 matmul", "")]["measured"] == 3.0
-    assert by[("zeta within 2x of one bf16 matmul", "")]["pass"] is False
+    assert by[("pairwise >= 85% of copy bandwidth (>= 100 MB moved)", "")]["pass"] is False
+    assert by[("zeta <= 1.5x one matmul of its shape (sampling included)", "")]["pass"] is True
     assert by[("no host sync in mixbook ops", "mixbook_mixup")]["pass"] is True
     assert by[("no host sync in mixbook ops", "mixbook_zeta")]["pass"] is False
     assert "sync!" in by[("no host sync in mixbook ops", "mixbook_zeta")]["note"]
+    assert not any(t["name"] in {x[0] for x in bench.TARGETS_CPU} for t in got)   # speed-ups: CPU only
 
 
 OP_KEYS = {"role", "family", "median_s", "min_s", "number", "ops_per_s", "bytes", "gb_per_s", "copy_fraction",
@@ -348,10 +356,14 @@ def test_quick_cli_writes_the_documented_json(quick_run):
                                                   if r["role"] == "peer" and r["family"] == rec["family"]}
     mix = image["ops"]["mixbook_mixup"]
     assert mix["bytes"] == bench.bytes_moved("pairwise", batch=32, features=3072, itemsize=4, num_classes=100)
-    assert {t["name"] for t in result["targets"]} == {t[0] for t in bench.TARGETS_CPU[:4]}  # no b = 256 in quick
+    names = {t["name"] for t in result["targets"]}
+    assert {t[0] for t in bench.TARGETS_CPU} <= names                  # every speed-up, at every size
+    assert {t[0] for t in bench.LIMITS if t[2] == "matmul_ratio"} <= names   # the quick cases are below 100 MB
     for t in result["targets"]:
         assert set(t) == {"name", "case", "measured", "target", "pass", "note"} and isinstance(t["pass"], bool)
     assert "mixbook_mixup" in proc.stdout and "targets:" in proc.stdout
+    assert "torch threads" in proc.stdout and "columns:" in proc.stdout and "peakMB" not in next(l for l in proc.stdout.splitlines() if l.startswith("case "))
+    assert ("PASS" in proc.stdout) or ("MISS" in proc.stdout)
 
 
 def test_cli_rejects_bad_arguments(capsys):
@@ -411,7 +423,7 @@ class _FakeModule:
 
     BENCH = ({"op": "mixbook_fake", "kind": "image", "family": "pairwise", "make": _make.__func__,
               "targets": (("fake >= 1000x torchvision MixUp", "torchvision_mixup", 1000.0, None),),
-              "cuda_targets": (("fake >= 99% of copy", "copy_fraction", 0.99),)},)
+              "limits": (("fake >= 99% of copy", "copy_fraction", 0.99, None),)},)
 
 
 def test_the_harness_runs_what_the_modules_declare(monkeypatch):
@@ -429,7 +441,8 @@ def test_the_harness_runs_what_the_modules_declare(monkeypatch):
     targets = bench.evaluate_targets([rec], "cpu")
     mine = [t for t in targets if t["name"] == "fake >= 1000x torchvision MixUp"]
     assert len(mine) == 1 and mine[0]["pass"] is False and mine[0]["measured"] == fake["speedup_vs"]["torchvision_mixup"]
-    assert "fake >= 99% of copy" in bench._targets_cuda()
+    assert [t for t in targets if t["name"] == "fake >= 99% of copy"][0]["measured"] == fake["copy_fraction"]
+    assert "fake >= 99% of copy" in {t[0] for t in bench._limits()}
 
 
 @pytest.mark.parametrize("entry, match", [

@@ -95,6 +95,28 @@ def test_pages_load_nothing_from_the_network(built_book):
     assert not found, f"network assets in the build: {json.dumps(found, indent=1)}"
 
 
+def test_every_figure_has_a_number_and_a_caption(built_book):
+    """Every image a notebook output puts on a page stands in a numbered ``<figure>`` with a caption
+    (myst-nb's ``glue:figure``), and the figure numbers run from 1 within each chapter."""
+    bare, uncaptioned, numbers = {}, {}, {}
+    for name in PAGES:
+        text = _page(built_book, name).read_text(errors="replace")
+        main = text[text.find('<main'):] if '<main' in text else text
+        figures = re.findall(r"<figure\b.*?</figure>", main, re.S)
+        inside = sum(len(re.findall(r"<img\b", f)) for f in figures)
+        total = len(re.findall(r"<img\b[^>]*\bsrc=[\"'](?!data:image/svg)[^\"']*\.(?:png|jpe?g|svg)", main))
+        if total > inside:
+            bare[name] = total - inside
+        missing = [i for i, f in enumerate(figures) if not re.search(r'<span class="caption-number">Fig\. [0-9.]+', f)
+                   or not re.search(r'<span class="caption-text">\s*\S', f)]
+        if missing:
+            uncaptioned[name] = missing
+        numbers[name] = len(figures)
+    assert not bare, f"images outside a numbered figure (glue:figure): {bare}"
+    assert not uncaptioned, f"figures without a number or caption text: {uncaptioned}"
+    assert sum(numbers.values()) >= 20, numbers
+
+
 def test_mathjax_is_served_from_the_build(built_book):
     """Every page with math loads MathJax 3 from ``_static/mathjax`` of the build."""
     html = built_book.html
