@@ -35,7 +35,7 @@ book: $(STAMP)
 
 ## Re-execute the chapters in place (the committed outputs), with their default parameters.
 notebooks: $(STAMP)
-	cd book && for nb in [0-9][0-9]_*.ipynb; do ../$(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
+	cd book && for nb in [0-9][0-9]_*.ipynb verdicts.ipynb; do ../$(BIN)/jupyter execute --inplace "$$nb" || exit 1; done
 
 ## On a machine with a CUDA device: GPU tests, the bench at GPU sizes (fp32, bf16) and chapters 1-5 on
 ## cuda, verdicts compared with the committed CPU run; results in book/results/. `make gpu GPU_ARGS=--dry-run`
