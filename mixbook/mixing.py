@@ -535,7 +535,11 @@ class MixingTransform(nn.Module):
             _checks.image_batch(name, other)
             _checks.same_batch(name, other, x.shape[0])
             outs.append(_tv_wrap(m.apply(other), other))
-        targets = m.targets(y, self.num_classes, self.smoothing, multi_label=self.multi_label)
+        if y.ndim == 1:     # integer labels, checked by _labels: one-hot and mix without checking again
+            m._check_batch("y", y)
+            targets = m._mix(_one_hot(y, self.num_classes, self.smoothing, torch.float32))
+        else:
+            targets = m.targets(y, self.num_classes, self.smoothing, multi_label=self.multi_label)
         return _tv_wrap(m.apply(x), x), targets, tuple(outs)
 
     def forward(self, *inputs: object, generator: torch.Generator | None = None) -> object:

@@ -15,9 +15,9 @@ X = torch.randn(32, 3, 32, 32)
 Y = torch.randint(0, 10, (32,))
 
 BOUNDS = {  # transform -> the most operators one call may dispatch
-    "MixUp": (lambda g: mixbook.MixUp(alpha=0.4, num_classes=10, generator=g), 40),
-    "ZetaMixup": (lambda g: mixbook.ZetaMixup(gamma=2.8, num_classes=10, generator=g), 36),
-    "MultiMix": (lambda g: mixbook.MultiMix(alpha=1.0, num_classes=10, generator=g), 26),
+    "MixUp": (lambda g: mixbook.MixUp(alpha=0.4, num_classes=10, generator=g), 34),
+    "ZetaMixup": (lambda g: mixbook.ZetaMixup(gamma=2.8, num_classes=10, generator=g), 31),
+    "MultiMix": (lambda g: mixbook.MultiMix(alpha=1.0, num_classes=10, generator=g), 23),
 }
 
 
