@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from . import _checks, data, models, results, train
+from .distributed import _group
 
 __all__ = ["DEFAULTS", "METHODS", "UNIQUE", "methods", "result_name", "run", "main"]
 
@@ -104,13 +105,6 @@ def result_name(dataset: str, names: Sequence[str] | None, seeds: Sequence[int])
     return f"06_comparison_{dataset}_{part}_seeds{_slug(seeds)}.json"
 
 
-def _group() -> tuple[int, int]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def run(root: str | os.PathLike, dataset: str = "cifar10", *, names: Sequence[str] | None = None,
         seeds: Sequence[int] = (0,), out: str | os.PathLike = "book/results", device: str = "auto",
         global_mixing: bool = False, model: Any = None, **hp: Any) -> tuple[Any, Path | None]:
@@ -140,7 +134,7 @@ def run(root: str | os.PathLike, dataset: str = "cifar10", *, names: Sequence[st
     seeds = [_checks.seed("seeds", s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed")
-    rank, world = _group()
+    rank, world = _group() or (0, 1)
     batch = _checks.positive_int("cifar_batch", params["cifar_batch"])
     if batch % world:
         raise ValueError(f"cifar_batch (the global batch, {batch}) must be divisible by the world size {world}")

@@ -27,6 +27,7 @@ synchronisation; ``torch.compile(fullgraph=True)`` traces the samplers and trans
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,10 +176,6 @@ def _sample(x, y, *, mixup_alpha, cutmix_alpha, switch_prob, prob, mode, correct
                      use_box=_spread(use_box, mode, b), size=(int(h), int(w)))
 
 
-_BOX_OPTIONS = {"prob": 1.0, "mode": "batch", "correct_lam": True, "pairing": None}
-"""The options :func:`sample` and :func:`sample_switch` share, with their defaults."""
-
-
 def sample(
     x: torch.Tensor,
     y: torch.Tensor | None = None,
@@ -207,6 +204,11 @@ def sample(
     alpha = _checks.positive_float("alpha", alpha)
     return _sample(x, y, mixup_alpha=None, cutmix_alpha=alpha, switch_prob=1.0, prob=prob, mode=mode,
                    correct_lam=correct_lam, pairing=pairing, generator=generator)
+
+
+_BOX_OPTIONS = {k: p.default for k, p in inspect.signature(sample).parameters.items()
+                if k in ("prob", "mode", "correct_lam", "pairing")}
+"""The options :func:`sample_switch` takes from :func:`sample`, with sample's defaults."""
 
 
 def sample_switch(

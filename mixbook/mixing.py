@@ -281,9 +281,14 @@ class Mixing:
                 raise TypeError("num_classes is required when y holds integer labels")
             _checks.num_classes(num_classes)
             _checks.labels("y", y, num_classes)
-            self._check_batch("y", y)
-            soft = _one_hot(y, num_classes, smoothing, torch.float32)  # labels checked just above
+            return self._label_targets(y, num_classes, smoothing)
         return self._mix(soft)
+
+    def _label_targets(self, y: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+        """:meth:`targets` for ``(b,)`` integer labels whose values are already checked (by the
+        caller, e.g. a transform that validated its input): one-hot, smooth and mix."""
+        self._check_batch("y", y)
+        return self._mix(_one_hot(y, num_classes, smoothing, torch.float32))
 
     def __repr__(self) -> str:
         form = "pairwise" if self.is_pairwise else "dense"
@@ -535,9 +540,8 @@ class MixingTransform(nn.Module):
             _checks.image_batch(name, other)
             _checks.same_batch(name, other, x.shape[0])
             outs.append(_tv_wrap(m.apply(other), other))
-        if y.ndim == 1:     # integer labels, checked by _labels: one-hot and mix without checking again
-            m._check_batch("y", y)
-            targets = m._mix(_one_hot(y, self.num_classes, self.smoothing, torch.float32))
+        if y.ndim == 1:     # integer labels, checked by _labels: not checked again
+            targets = m._label_targets(y, self.num_classes, self.smoothing)
         else:
             targets = m.targets(y, self.num_classes, self.smoothing, multi_label=self.multi_label)
         return _tv_wrap(m.apply(x), x), targets, tuple(outs)

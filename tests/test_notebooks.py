@@ -192,10 +192,11 @@ def test_comparison_full_scale_path_on_tiny_cifar(tmp_path: Path):
 
 @pytest.mark.notebook
 def test_the_verdicts_page_is_in_step_with_the_chapters(tmp_path):
-    """book/verdicts.ipynb reads every chapter's glued verdicts; re-executed now, it glues the
-    table its committed outputs hold (so a re-run chapter cannot leave the summary behind)."""
+    """book/verdicts.ipynb reads every chapter's glued verdicts; re-executed now with papermill (its
+    parameters cell), it glues the table its committed outputs hold and its check cell prints the
+    committed verdicts (so a re-run chapter cannot leave the summary behind)."""
     import nbformat
-    from nbclient import NotebookClient
+    import papermill as pm
 
     path = BOOK / "verdicts.ipynb"
 
@@ -204,8 +205,15 @@ def test_the_verdicts_page_is_in_step_with_the_chapters(tmp_path):
                     for c in nb.cells for o in c.get("outputs", [])
                     if o.get("metadata", {}).get("scrapbook", {}).get("name") == "verdict_table")
 
+    def checks(nb):
+        return ["".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code"
+                and c.source.startswith("# NBVAL_CHECK_OUTPUT") for o in c.get("outputs", [])]
+
     committed = nbformat.read(path, as_version=4)
-    fresh = nbformat.read(path, as_version=4)
-    NotebookClient(fresh, timeout=120, resources={"metadata": {"path": str(BOOK)}}).execute()
+    out = tmp_path / "verdicts.ipynb"
+    pm.execute_notebook(str(path), str(out), parameters={"chapters_dir": str(BOOK)}, cwd=str(BOOK),
+                        kernel_name="python3", progress_bar=False)
+    fresh = nbformat.read(out, as_version=4)
     assert table(fresh) == table(committed), "re-execute book/verdicts.ipynb (make notebooks) and commit it"
+    assert checks(fresh) == checks(committed) and checks(fresh)
     assert table(fresh).count("\n| [") >= 20
