@@ -4,7 +4,8 @@
 Runs, in this order, and prints a summary at the end:
 
 1. ``pytest -m gpu`` (the GPU tests: no host syncs, CPU/CUDA agreement, dtypes);
-2. the benchmark at GPU sizes in fp32 and bf16, written with its provenance to
+2. the benchmark at GPU sizes (b = 32 and 1024, 32² and 224² images) in fp32 and bf16, every
+   mixbook op eager and compiled (``torch.compile``), written with its provenance to
    ``book/results/07_bench_<device>.json``;
 3. chapters 1–5 with their default parameters and ``device=cuda`` through papermill (outputs in
    a temporary folder, not over the committed notebooks), comparing every check-cell verdict
@@ -95,7 +96,10 @@ def plan(args: argparse.Namespace, out_dir: Path, slug: str) -> list[tuple[str, 
     if not args.skip_tests:
         steps.append(("gpu tests", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]))
     if not args.skip_bench:
+        # b = 32 (per-call cost) and b = 1024 (bandwidth), each op eager and compiled: the compiled
+        # variants compile once per op and case, so two batch sizes keep the step within budget
         steps.append(("bench", [py, "-m", "mixbook.bench", "--device", "cuda", "--dtype", "float32", "bfloat16",
+                                "--batch", "32", "1024", "--compiled",
                                 "--json", str(RESULTS / f"07_bench_{slug}.json")]))
     for path in chapter_paths(args.chapters):
         steps.append((f"chapter {path.stem}", [py, "-m", "papermill", str(path), str(out_dir / path.name),

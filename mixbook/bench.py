@@ -18,6 +18,11 @@ JSON file (:func:`run` is the same from Python):
   of case it runs on, its bytes family, how to build the call, and its targets; the harness
   compares it with every peer of its family in the case, so adding a method's benchmark is a
   ``BENCH`` tuple in its module.
+* **compiled variants** (``run(compiled=True)``, ``--compiled``; the default on CUDA):
+  ``<op>_compiled`` is the same call under ``torch.compile(fullgraph=True, dynamic=False)``,
+  compiled before it is timed, against the same peers and targets (``[compiled]``). It shows
+  what compiling the training step buys for the per-call cost: one fused kernel instead of a
+  dozen operators, no Python argument checks (value checks are skipped while tracing).
 * **peers**: torchvision ``transforms.v2.MixUp`` and ``v2.CutMix``; timm ``timm.data.Mixup`` in
   ``batch`` and ``elem`` mode; :func:`zeta_numpy_reference` and :func:`multimix_numpy_reference`
   (NumPy, CPU only); one plain matmul ``W @ X`` of the dense ops' shape; and the baseline, a
@@ -79,7 +84,7 @@ import torch
 from . import _checks, multimix, zeta
 from .results import provenance
 
-__all__ = ["time_ops", "dispatched_ops", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
+__all__ = ["time_ops", "dispatched_ops", "COMPILED_SUFFIX", "zeta_numpy_reference", "multimix_numpy_reference", "bytes_moved", "Case", "make_cases",
            "run", "format_table", "main", "evaluate_targets", "provenance", "FAMILIES", "TARGETS_CPU", "LIMITS",
            "TARGETS_CUDA", "BENCH_MODULES", "ENTRY_KEYS", "entries"]
 
@@ -478,9 +483,39 @@ def entries(modules: Sequence[object] | None = None) -> tuple[dict[str, Any], ..
     return tuple(out)
 
 
-def _declared_ops(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, n: int | None) -> dict[str, "_Op"]:
-    return {e["op"]: _Op(e["make"](x, y, num_classes, n), "mixbook", e["family"], True)
-            for e in entries() if e["kind"] == kind}
+COMPILED_SUFFIX = "_compiled"
+"""Suffix of the compiled variant of a mixbook op (``run(compiled=True)``): the same call under
+``torch.compile(fullgraph=True, dynamic=False)``, timed against the same peers."""
+
+
+def _compiled_call(fn: Callable[[], object], name: str, notes: list[str]) -> Callable[[], object] | None:
+    """``torch.compile(fn, fullgraph=True, dynamic=False)``, compiled now by one call (so that the
+    timing excludes compilation), or ``None`` with a note when compiling fails (no C++ compiler or
+    Triton, an unsupported op): the eager op is still timed."""
+    compiled = torch.compile(fn, fullgraph=True, dynamic=False)
+    try:
+        compiled()
+    except Exception as err:  # Dynamo/Inductor failures share no base class
+        notes.append(f"{name}: torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
+                     "compiled variant not timed")
+        return None
+    return compiled
+
+
+def _declared_ops(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, n: int | None, *,
+                  compiled: bool = False, notes: list[str] | None = None) -> dict[str, "_Op"]:
+    ops = {}
+    for e in entries():
+        if e["kind"] != kind:
+            continue
+        fn = e["make"](x, y, num_classes, n)
+        ops[e["op"]] = _Op(fn, "mixbook", e["family"], True)
+        if compiled:
+            cfn = _compiled_call(fn, e["op"], notes if notes is not None else [])
+            if cfn is not None:
+                ops[e["op"] + COMPILED_SUFFIX] = _Op(cfn, "mixbook", e["family"], True,
+                                                     note="torch.compile(fullgraph=True, dynamic=False)")
+    return ops
 
 
 @dataclass
@@ -508,7 +543,7 @@ def _timm_mixup(mode: str, num_classes: int):
                  num_classes=num_classes)
 
 
-def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) -> dict[str, _Op]:
+def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str], compiled: bool = False) -> dict[str, _Op]:
     """Ops of an image case; see the module docstring for what each one is."""
     from torchvision.transforms import v2
 
@@ -520,7 +555,7 @@ def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) ->
     flat = x.reshape(b, -1)
     ops = {
         "copy": _Op(x.clone, "baseline", "copy"),
-        **_declared_ops("image", x, y, c, None),
+        **_declared_ops("image", x, y, c, None, compiled=compiled, notes=notes),
         "torchvision_mixup": _Op(lambda: tv_mixup(x, y), "peer", "pairwise"),
         "torchvision_cutmix": _Op(lambda: tv_cutmix(x, y), "peer", "pairwise", note="CutMix: a different op, for scale"),
     }
@@ -543,13 +578,13 @@ def _image_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) ->
     return ops
 
 
-def _embedding_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str]) -> dict[str, _Op]:
+def _embedding_ops(case: Case, dev: torch.device, inp: _Inputs, notes: list[str], compiled: bool = False) -> dict[str, _Op]:
     """Ops of a MultiMix embedding case ``(b, d)`` → ``(n, d)``."""
     z, b, n = inp.x, case.batch, case.n
     w = multimix.weights(b, n=n, alpha=ALPHA, device=dev).to(z.dtype)
     ops = {
         "copy": _Op(z.clone, "baseline", "copy"),
-        **_declared_ops("embedding", z, inp.y, case.num_classes, n),
+        **_declared_ops("embedding", z, inp.y, case.num_classes, n, compiled=compiled, notes=notes),
     }
     if dev.type == "cpu" and z.dtype == torch.float32:
         z_np, rng = z.numpy(), np.random.default_rng(0)
@@ -613,14 +648,19 @@ def _host_sync_free(fn: Callable[[], object], dev: torch.device) -> tuple[bool |
 
 
 def _run_case(case: Case, dev: torch.device, *, repeats: int, warmup: int, min_time: float,
-              seed: int) -> dict[str, Any]:
-    """Time every op of ``case`` (interleaved) and derive ops/s, GB/s, copy fraction, speedups."""
+              seed: int, compiled: bool = False) -> dict[str, Any]:
+    """Time every op of ``case`` (interleaved) and derive ops/s, GB/s, copy fraction, speedups.
+
+    With ``compiled``, Dynamo's caches are reset first: every case compiles its variants afresh
+    (specialised to its shapes), so the per-function recompile limit is never reached."""
+    if compiled:
+        torch.compiler.reset()
     gen = torch.Generator().manual_seed(seed)
     dtype = _DTYPES[case.dtype]
     x = torch.randn(case.batch, *case.shape, generator=gen).to(device=dev, dtype=dtype)
     y = torch.randint(0, case.num_classes, (case.batch,), generator=gen).to(dev)
     inp, notes = _Inputs(x, y), []
-    ops = (_image_ops if case.kind == "image" else _embedding_ops)(case, dev, inp, notes)
+    ops = (_image_ops if case.kind == "image" else _embedding_ops)(case, dev, inp, notes, compiled)
     frame = time_ops({k: op.fn for k, op in ops.items()}, repeats=repeats, number=1, warmup=warmup,
                      baseline="copy", device=dev, min_time=min_time)
     copy_bytes = bytes_moved("copy", batch=case.batch, features=case.features, itemsize=case.itemsize)
@@ -640,7 +680,8 @@ def _run_case(case: Case, dev: torch.device, *, repeats: int, warmup: int, min_t
         }
         if op.mixbook:
             rec["speedup_vs"] = {p: float(frame.loc[p, "median_s"]) / med for p in peers[op.family]}
-            rec["dispatched_ops"] = sum(dispatched_ops(op.fn).values())
+            # a compiled call runs Inductor's kernels, not ATen operators one by one: not counted
+            rec["dispatched_ops"] = None if name.endswith(COMPILED_SUFFIX) else sum(dispatched_ops(op.fn).values())
             rec["host_sync_free"], msg = _host_sync_free(op.fn, dev)
             if msg and rec["host_sync_free"] is False:
                 rec["host_sync_error"] = msg
@@ -683,22 +724,29 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
     On the CPU the speed-ups over the peers (:data:`TARGETS_CPU`, peer median / mixbook median);
     on every device the limits (:data:`LIMITS`: fraction of a copy's bandwidth at large sizes, time
     over one matmul of the same shape); on CUDA also whether each mixbook op ran under
-    ``torch.cuda.set_sync_debug_mode("error")``.
+    ``torch.cuda.set_sync_debug_mode("error")``. When the cases hold compiled variants
+    (``run(compiled=True)``), each target is evaluated on them too, named ``<target> [compiled]``.
     """
     dev = torch.device(device)
     out: list[dict[str, Any]] = []
-    for name, op, peer, minimum, batches, kind in _targets_cpu():
+    compiled_run = any(op.endswith(COMPILED_SUFFIX) for c in cases for op in c["ops"])
+    variants = (("", ""), (COMPILED_SUFFIX, " [compiled]")) if compiled_run else (("", ""),)
+    for base_name, base_op, peer, minimum, batches, kind in _targets_cpu():
         if dev.type != "cpu":
             continue
-        for c in cases:
-            if c["kind"] != kind or (batches is not None and c["batch"] not in batches):
-                continue
-            if op not in c["ops"] or peer not in c["ops"][op].get("speedup_vs", {}):
-                out.append(_target(name, c["name"], None, f">= {minimum:g}", None, f"{peer} not run in this case"))
-                continue
-            s = c["ops"][op]["speedup_vs"][peer]
-            out.append(_target(name, c["name"], s, f">= {minimum:g}", s >= minimum))
-    for name, op, measure, bound, min_mb, kind in _limits():
+        for suffix, label in variants:
+            name, op = base_name + label, base_op + suffix
+            for c in cases:
+                if c["kind"] != kind or (batches is not None and c["batch"] not in batches):
+                    continue
+                if op not in c["ops"] or peer not in c["ops"][op].get("speedup_vs", {}):
+                    out.append(_target(name, c["name"], None, f">= {minimum:g}", None, f"{op} or {peer} not run in this case"))
+                    continue
+                s = c["ops"][op]["speedup_vs"][peer]
+                out.append(_target(name, c["name"], s, f">= {minimum:g}", s >= minimum))
+    for (base_name, base_op, measure, bound, min_mb, kind), (suffix, label) in (
+            (lim, v) for lim in _limits() for v in variants):
+        name, op = base_name + label, base_op + suffix
         for c in cases:
             ops = c["ops"]
             if c["kind"] != kind or op not in ops:
@@ -738,6 +786,7 @@ def run(
     dtypes: Sequence[str] | None = None,
     image_sizes: Sequence[int] | None = None,
     include_large: bool = False,
+    compiled: bool | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns the JSON-ready result (see :func:`main` for the layout).
 
@@ -754,6 +803,10 @@ def run(
         seed: seed of the inputs.
         log: called with a line of progress per case (e.g. ``print``), or ``None``.
         image_sizes: image sides to run, from 32 and 224 (default both; quick: 32).
+        compiled: also time every mixbook op compiled, ``<op>_compiled`` (the same call under
+            ``torch.compile(fullgraph=True, dynamic=False)``, compiled before timing; its targets
+            are the eager op's, marked ``[compiled]``). ``None`` (default): on CUDA yes, on the
+            CPU no (Inductor's C++ compile costs seconds per op and case there).
 
     Returns:
         ``{"provenance", "parameters", "skipped", "cases", "targets"}``.
@@ -764,6 +817,7 @@ def run(
     warmup = _checks.non_negative_int("warmup", (1 if quick else 2) if warmup is None else warmup)
     min_time = _checks.positive_float("min_time", (0.002 if quick else 0.05) if min_time is None else min_time)
     _checks.seed("seed", seed)
+    compiled = dev.type == "cuda" if compiled is None else _checks.boolean("compiled", compiled)
     if log is not None and not callable(log):
         raise TypeError(f"log must be callable or None, got {type(log).__name__}")
     cases, skipped = make_cases(dev, quick=quick, batches=batches, dtypes=dtypes, include_large=include_large,
@@ -773,14 +827,15 @@ def run(
               "image_sizes": sorted({c.shape[-1] for c in cases if c.kind == "image"}), "repeats": repeats,
               "warmup": warmup, "min_time_s": min_time, "seed": seed, "alpha": ALPHA, "zeta_gamma": ZETA_GAMMA,
               "multimix_n": MULTIMIX_N, "embed_dim": EMBED_DIM, "num_classes": {f"{k}x{k}": v for k, v in NUM_CLASSES.items()},
-              "embedding_classes": EMBED_CLASSES}
+              "embedding_classes": EMBED_CLASSES, "compiled": compiled}
     result: dict[str, Any] = {"provenance": provenance(dev), "parameters": params, "skipped": skipped, "cases": []}
     for s in skipped:
         if log:
             log(f"skipped {s['case']}: {s['reason']}")
     for i, case in enumerate(cases):
         t0 = time.perf_counter()
-        result["cases"].append(_run_case(case, dev, repeats=repeats, warmup=warmup, min_time=min_time, seed=seed + i))
+        result["cases"].append(_run_case(case, dev, repeats=repeats, warmup=warmup, min_time=min_time, seed=seed + i,
+                                         compiled=compiled))
         if log:
             log(f"[{i + 1}/{len(cases)}] {case.name}: {time.perf_counter() - t0:.1f} s")
     result["targets"] = evaluate_targets(result["cases"], dev)
@@ -806,14 +861,14 @@ def format_table(result: Mapping[str, Any]) -> str:
              ""]
     show_peak = any(r["peak_extra_bytes"] is not None for c in result["cases"] for r in c["ops"].values())
     peak_head = f" {'peakMB':>7}" if show_peak else ""
-    lines += [f"{'case':<34} {'op':<25} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6}{peak_head} {'aten':>5}  speedup vs peers"]
+    lines += [f"{'case':<34} {'op':<33} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6}{peak_head} {'aten':>5}  speedup vs peers"]
     for c in result["cases"]:
         for name, r in c["ops"].items():
             peak = ""
             if show_peak:
                 peak = " " + ("-" if r["peak_extra_bytes"] is None else f"{r['peak_extra_bytes'] / 1e6:.1f}").rjust(7)
-            lines.append(f"{c['name']:<34} {name:<25} {r['median_s'] * 1e3:9.3f} {r['ops_per_s']:9.1f} "
-                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}%{peak} {r.get('dispatched_ops', ''):>5}  "
+            lines.append(f"{c['name']:<34} {name:<33} {r['median_s'] * 1e3:9.3f} {r['ops_per_s']:9.1f} "
+                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}%{peak} {r.get('dispatched_ops') if r.get('dispatched_ops') is not None else '':>5}  "
                          f"{_fmt_speedups(r)}")
     if result.get("targets"):
         lines.append("")
@@ -855,6 +910,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int_arg, default=None, help="timed repeats, median reported (default 7)")
     p.add_argument("--threads", type=_positive_int_arg, default=None, help="torch.set_num_threads before running")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+    p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time every mixbook op under torch.compile (default: on CUDA only)")
     return p
 
 
@@ -875,7 +932,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     result = run(device=args.device, quick=args.quick, batches=args.batch, dtypes=args.dtype,
                  include_large=args.include_large, repeats=args.repeats, seed=args.seed, image_sizes=args.image_size,
-                 log=lambda s: print(s, file=sys.stderr, flush=True))
+                 compiled=args.compiled, log=lambda s: print(s, file=sys.stderr, flush=True))
     print(format_table(result))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -74,21 +74,37 @@ def beta(a: float, b: float, shape: tuple[int, ...] | torch.Size, *, device: tor
          dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> torch.Tensor:
     """Samples of Beta(a, b) in the standard parameterisation (density ∝ λ^(a−1)(1−λ)^(b−1)).
 
-    Returns a tensor of ``shape`` with values in ``[0, 1]``. ``λ = σ(log G_a − log G_b)`` with
-    independent Gamma variates, the textbook construction of the Beta distribution.
+    Returns a tensor of ``shape`` with values in ``[0, 1]``: ``λ = G_a / (G_a + G_b)`` with
+    independent Gamma variates (the textbook construction), computed as the first entry of a
+    softmax over ``(log G_a, log G_b)``. A concentration ``c < 1`` is boosted,
+    ``log G_c = log G_{c+1} + log(U) / c`` (see the module docstring), one uniform per boosted
+    entry.
+
+    In few operators, because one λ a batch is the hot path of small batches (each operator is a
+    kernel launch on a GPU): Beta(α, α) with α ≥ 1 is five (a fill, the Gamma draw, a log, the
+    softmax and a view), with α < 1 nine; the concentrations are filled on the device, not
+    copied from the host (``torch.tensor([a, b], device=...)`` would be a blocking copy on CUDA).
     """
     a = _checks.positive_float("a", a)
     b = _checks.positive_float("b", b)
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
     work = _work_dtype(dtype)
-    # Filled on the device: ``torch.tensor([a, b], device=...)`` would be a blocking
-    # host-to-device copy, i.e. a synchronisation on CUDA.
-    conc = torch.empty((*shape, 2), device=device, dtype=work)
-    conc.select(-1, 0).fill_(a)
-    conc.select(-1, 1).fill_(b)
-    lg = log_gamma(conc, generator, boost=(a < 1) if (a < 1) == (b < 1) else None)
-    return torch.sigmoid(lg[..., 0] - lg[..., 1]).to(dtype)
+    shape = tuple(shape)
+    conc = torch.full((*shape, 2), a + 1.0 if a < 1 else a, device=device, dtype=work)
+    if b != a:
+        conc.select(-1, 1).fill_(b + 1.0 if b < 1 else b)
+    lg = _random.standard_gamma(conc, generator).log_()
+    tiny = torch.finfo(work).tiny
+    if a == b and a < 1:
+        u = _random.rand(conc.shape, generator=generator, device=device, dtype=work)
+        lg.add_(u.clamp_min_(tiny).log_(), alpha=1.0 / a)
+    else:
+        for column, c in ((0, a), (1, b)):
+            if c < 1:
+                u = _random.rand(shape, generator=generator, device=device, dtype=work)
+                lg.select(-1, column).add_(u.clamp_min_(tiny).log_(), alpha=1.0 / c)
+    return torch.softmax(lg, dim=-1).select(-1, 0).to(dtype)
 
 
 def dirichlet(

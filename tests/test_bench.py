@@ -336,6 +336,7 @@ def test_quick_cli_writes_the_documented_json(quick_run):
         assert key in prov
     assert prov["torch"] == torch.__version__ and prov["date_utc"].endswith("+00:00")
     assert result["parameters"]["quick"] is True and result["parameters"]["device"] == "cpu"
+    assert result["parameters"]["compiled"] is False                       # the CPU default: eager only
     assert [c["name"] for c in result["cases"]] == ["image3x32x32_b32_float32", "embedding512_b32_n1000_float32"]
     image, emb = result["cases"]
     for case, kind in ((image, "image"), (emb, "embedding")):   # every declared entry of the kind, and only those
@@ -443,6 +444,36 @@ def test_the_harness_runs_what_the_modules_declare(monkeypatch):
     assert len(mine) == 1 and mine[0]["pass"] is False and mine[0]["measured"] == fake["speedup_vs"]["torchvision_mixup"]
     assert [t for t in targets if t["name"] == "fake >= 99% of copy"][0]["measured"] == fake["copy_fraction"]
     assert "fake >= 99% of copy" in {t[0] for t in bench._limits()}
+
+
+def test_compiled_variants_are_timed_against_the_same_peers_and_targets(monkeypatch):
+    from mixbook import mixup
+
+    monkeypatch.setattr(bench, "BENCH_MODULES", (mixup,))
+    cases, _ = bench.make_cases("cpu", quick=True, batches=(8,), image_sizes=(32,))
+    case = next(c for c in cases if c.kind == "image")
+    rec = bench._run_case(case, torch.device("cpu"), repeats=1, warmup=0, min_time=1e-4, seed=0, compiled=True)
+    assert not rec["notes"], rec["notes"]
+    for op in ("mixbook_mixup", "mixbook_mixup_per_sample"):
+        eager, compiled = rec["ops"][op], rec["ops"][op + bench.COMPILED_SUFFIX]
+        assert compiled["role"] == "mixbook" and compiled["family"] == eager["family"]
+        assert set(compiled["speedup_vs"]) == set(eager["speedup_vs"]) and compiled["dispatched_ops"] is None
+        assert eager["dispatched_ops"] > 0
+    names = {t["name"] for t in bench.evaluate_targets([rec], "cpu")}
+    assert {"pairwise >= 1.0x torchvision MixUp", "pairwise >= 1.0x torchvision MixUp [compiled]",
+            "per-sample lambda >= 1.0x timm elem [compiled]"} <= names
+    # what the compiled call computes is a mixup: convex combinations of the batch and soft targets
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 100, (8,))
+    out, targets = bench._compiled_call(mixup.BENCH[0]["make"](x, y, 100, None), "mixup", [])()
+    assert out.shape == x.shape and out.min() >= x.min() and out.max() <= x.max()
+    torch.testing.assert_close(targets.sum(1), torch.ones(8))
+    assert int((targets > 0).sum(1).max()) <= 2
+
+
+def test_a_call_that_does_not_compile_is_noted_not_timed():
+    x, notes = torch.ones(4), []
+    assert bench._compiled_call(lambda: x + 1 if x.sum() > 0 else x, "mixbook_host_read", notes) is None  # data-dependent
+    assert len(notes) == 1 and notes[0].startswith("mixbook_host_read: torch.compile failed")
 
 
 @pytest.mark.parametrize("entry, match", [

@@ -89,7 +89,7 @@ def test_pair_mode_swaps_one_box_per_pair():
         y1, x1, y2, x2 = m.boxes[i].tolist()
         assert torch.equal(out[i, :, y1:y2, x1:x2], x[j, :, y1:y2, x1:x2])
         assert torch.equal(out[j, :, y1:y2, x1:x2], x[i, :, y1:y2, x1:x2])
-    assert len(set(m.lam[:4].tolist())) == 4           # one draw per pair
+    assert len({tuple(box) for box in m.boxes[:4].tolist()}) == 4   # one box drawn per pair
 
 
 def test_batch_and_elem_modes():

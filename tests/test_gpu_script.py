@@ -21,7 +21,7 @@ def test_dry_run_lists_tests_bench_and_chapters_1_to_5():
     lines = out.splitlines()
     assert lines[0].startswith("gpu tests:") and "-m gpu" in lines[0]
     assert lines[1].startswith("bench:") and "--device cuda" in lines[1] and "bfloat16" in lines[1]
-    assert "07_bench_" in lines[1]
+    assert "07_bench_" in lines[1] and "--compiled" in lines[1]
     chapters = [l for l in lines if l.startswith("chapter ")]
     assert [l.split(":")[0] for l in chapters] == [f"chapter {p.stem}" for p in sorted((ROOT / "book").glob("0[1-5]_*.ipynb"))]
     assert all("-p device cuda" in l for l in chapters)

@@ -458,7 +458,10 @@ def test_monte_carlo_symmetric_and_reformulated_agree_wrong_order_does_not(alpha
     same = reformulation_checks.agreement(est["symmetric"], est["reformulated"])
     assert set(same) == {"loss_z", "grad_z2", "grad_z_over_4", "cosine"}
     assert abs(same["loss_z"]) < 4, same
-    assert same["grad_z2"] < 2, same
+    # grad_z2 is the mean squared z over the 15 gradient coordinates, with standard errors estimated
+    # from heavy-tailed per-draw gradients (λ near 0 or 1 at α = 0.4): over 26 seeds of this test it
+    # ranged 0.07-4.2 (median 0.7); the wrong order, which the test must reject, gives > 10.
+    assert same["grad_z2"] < 5, same
     assert same["cosine"] > 0.95, same
     assert same["grad_z_over_4"] == 0.0, same
 
