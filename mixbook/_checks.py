@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -63,9 +64,19 @@ def check_values(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
+_PLAIN_REALS = (float, int)   # exact types: checked without the (slow) numbers.Real ABC lookup
+
+
+def _not_real(value: object) -> bool:
+    """Whether ``value`` is not a real number (``bool`` counts as not real)."""
+    if type(value) in _PLAIN_REALS:
+        return False
+    return isinstance(value, bool) or not isinstance(value, numbers.Real)
+
+
 def positive_float(name: str, value: object) -> float:
     """A finite real number > 0 (``bool`` and tensors are refused; NumPy scalars are accepted)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if _not_real(value):
         raise TypeError(f"{name} must be a real number > 0, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or value <= 0:
@@ -75,7 +86,7 @@ def positive_float(name: str, value: object) -> float:
 
 def non_negative_float(name: str, value: object) -> float:
     """A finite real number >= 0 (``bool`` and tensors are refused; NumPy scalars are accepted)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if _not_real(value):
         raise TypeError(f"{name} must be a real number >= 0, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or value < 0:
@@ -85,7 +96,7 @@ def non_negative_float(name: str, value: object) -> float:
 
 def unit_interval(name: str, value: object, *, include_one: bool = False) -> float:
     """A real number in ``[0, 1)`` (or ``[0, 1]`` with ``include_one``); NumPy scalars are accepted."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if _not_real(value):
         raise TypeError(f"{name} must be a real number in [0, 1), got {type(value).__name__}")
     value = float(value)
     upper_ok = value <= 1 if include_one else value < 1
@@ -123,7 +134,7 @@ def weight_dtype(x: torch.Tensor) -> torch.dtype:
 
 def positive_int(name: str, value: object) -> int:
     """An integer >= 1 (``bool`` refused; NumPy integers accepted and returned as ``int``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
     value = int(value)
     if value < 1:
@@ -153,6 +164,8 @@ def choice(name: str, value: object, options: tuple[str, ...]) -> str:
 
 def boolean(name: str, value: object) -> bool:
     """A ``bool`` (a NumPy ``bool_`` is accepted and returned as ``bool``)."""
+    if value is True or value is False:
+        return value
     if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
         return bool(value)
     if not isinstance(value, bool):
@@ -194,10 +207,8 @@ def not_boxes_or_masks(name: str, x: torch.Tensor) -> None:
     mask or a set of key points. torchvision is only looked up if it is already imported (no
     such tensor can exist otherwise).
     """
-    import sys
-
     tv = sys.modules.get("torchvision.tv_tensors")
-    if tv is None:
+    if tv is None or type(x) is torch.Tensor:   # a plain tensor is never one of them: the hot path
         return
     refused = tuple(getattr(tv, kind) for kind in ("BoundingBoxes", "Mask", "KeyPoints") if hasattr(tv, kind))
     if isinstance(x, refused):

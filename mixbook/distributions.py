@@ -95,7 +95,7 @@ def beta(a: float, b: float, shape: tuple[int, ...] | torch.Size, *, device: tor
     if b != a:
         conc.select(-1, 1).fill_(b + 1.0 if b < 1 else b)
     lg = _random.standard_gamma(conc, generator).log_()
-    tiny = torch.finfo(work).tiny
+    tiny = torch.finfo(work).tiny if a < 1 or b < 1 else 0.0
     if a == b and a < 1:
         u = _random.rand(conc.shape, generator=generator, device=device, dtype=work)
         lg.add_(u.clamp_min_(tiny).log_(), alpha=1.0 / a)
@@ -104,7 +104,8 @@ def beta(a: float, b: float, shape: tuple[int, ...] | torch.Size, *, device: tor
             if c < 1:
                 u = _random.rand(shape, generator=generator, device=device, dtype=work)
                 lg.select(-1, column).add_(u.clamp_min_(tiny).log_(), alpha=1.0 / c)
-    return torch.softmax(lg, dim=-1).select(-1, 0).to(dtype)
+    lam = torch.softmax(lg, dim=-1).select(-1, 0)
+    return lam if work == dtype else lam.to(dtype)
 
 
 def dirichlet(

@@ -80,7 +80,7 @@ class Mixing:
                 raise ValueError("partner_size applies to the pairwise form only")
             return
         for name, t in (("partner", self.partner), ("lam", self.lam)):
-            if not isinstance(t, torch.Tensor) or tuple(t.shape) != (b,):
+            if not isinstance(t, torch.Tensor) or t.shape != (b,):
                 raise ValueError(f"{name} must be a ({b},) tensor, got "
                                  f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
         if self.partner.is_floating_point() or self.partner.dtype == torch.bool or self.partner.is_complex():
@@ -192,9 +192,10 @@ class Mixing:
 
     def _mix_dense_order(self, x: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
         if self.weights is None:
-            lam = self.lam.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+            lam = self.lam if self.lam.dtype == x.dtype else self.lam.to(x.dtype)   # (Tensor.to costs µs even when a no-op)
+            lam = lam.view(-1, *([1] * (x.ndim - 1)))
             return fused.pairwise(x, x if partners is None else partners, self.partner, lam)
-        w = self.weights.to(x.dtype)
+        w = self.weights if self.weights.dtype == x.dtype else self.weights.to(x.dtype)
         return (w @ x.reshape(self.batch_size, -1)).reshape(self.num_outputs, *x.shape[1:])
 
     def apply(self, x: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
