@@ -664,7 +664,7 @@ def _run_case(case: Case, dev: torch.device, *, repeats: int, warmup: int, min_t
     frame = time_ops({k: op.fn for k, op in ops.items()}, repeats=repeats, number=1, warmup=warmup,
                      baseline="copy", device=dev, min_time=min_time)
     copy_bytes = bytes_moved("copy", batch=case.batch, features=case.features, itemsize=case.itemsize)
-    copy_gbs = copy_bytes / frame.loc["copy", "median_s"] / 1e9
+    copy_gbs = copy_bytes / float(frame.loc["copy", "median_s"]) / 1e9
     peers = {fam: [k for k, op in ops.items() if op.role == "peer" and op.family == fam] for fam in FAMILIES}
     results: dict[str, Any] = {}
     for name, op in ops.items():
@@ -715,7 +715,11 @@ TARGETS_CUDA = tuple(t[0] for t in LIMITS) + ("no host sync in mixbook ops",)
 
 def _target(name: str, case: str, measured: float | bool | None, target: str, ok: bool | None,
             note: str = "") -> dict[str, Any]:
-    return {"name": name, "case": case, "measured": measured, "target": target, "pass": ok, "note": note}
+    # plain Python types: ratios of pandas/NumPy medians are NumPy scalars, which json cannot write
+    if measured is not None:
+        measured = bool(measured) if isinstance(measured, (bool, np.bool_)) else float(measured)
+    return {"name": name, "case": case, "measured": measured, "target": target,
+            "pass": None if ok is None else bool(ok), "note": note}
 
 
 def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) -> list[dict[str, Any]]:

@@ -295,6 +295,11 @@ def test_targets_pass_and_fail_on_known_numbers():
     assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["measured"] == pytest.approx(1.6)
     assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["pass"] is False
     assert {t[0] for t in bench.TARGETS_CPU if t[5] == "image"} <= set(got)
+    # NumPy scalars (what ratios of pandas medians are) come out as plain Python values: --json writes them
+    image["ops"]["mixbook_mixup"]["copy_fraction"] = np.float64(0.9)
+    numpy_got = bench.evaluate_targets([image], "cpu")
+    json.dumps(numpy_got, allow_nan=False)
+    assert all(type(t["pass"]) is bool for t in numpy_got)
     assert set(got) - {t[0] for t in bench.TARGETS_CPU} <= {t[0] for t in bench.LIMITS if t[5] == "image"}
 
     gpu = _fake_case("image", 256, "bfloat16", {
