@@ -68,6 +68,7 @@ kernel's transparent-huge-page mode):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -748,8 +749,7 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
                     continue
                 s = c["ops"][op]["speedup_vs"][peer]
                 out.append(_target(name, c["name"], s, f">= {minimum:g}", s >= minimum))
-    for (base_name, base_op, measure, bound, min_mb, kind), (suffix, label) in (
-            (lim, v) for lim in _limits() for v in variants):
+    for (base_name, base_op, measure, bound, min_mb, kind), (suffix, label) in itertools.product(_limits(), variants):
         name, op = base_name + label, base_op + suffix
         for c in cases:
             ops = c["ops"]
@@ -868,11 +868,11 @@ def format_table(result: Mapping[str, Any]) -> str:
     lines += [f"{'case':<34} {'op':<33} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6}{peak_head} {'aten':>5}  speedup vs peers"]
     for c in result["cases"]:
         for name, r in c["ops"].items():
-            peak = ""
+            peak, aten = "", r.get("dispatched_ops")
             if show_peak:
                 peak = " " + ("-" if r["peak_extra_bytes"] is None else f"{r['peak_extra_bytes'] / 1e6:.1f}").rjust(7)
             lines.append(f"{c['name']:<34} {name:<33} {r['median_s'] * 1e3:9.3f} {r['ops_per_s']:9.1f} "
-                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}%{peak} {r.get('dispatched_ops') if r.get('dispatched_ops') is not None else '':>5}  "
+                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}%{peak} {'' if aten is None else aten:>5}  "
                          f"{_fmt_speedups(r)}")
     if result.get("targets"):
         lines.append("")

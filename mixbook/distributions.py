@@ -41,6 +41,14 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if torch.finfo(dtype).bits < 32 else dtype
 
 
+def _log_uniform(shape: tuple[int, ...] | torch.Size, *, device: torch.device, dtype: torch.dtype,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """``log U`` for ``U ~ U[0, 1)`` of ``shape``, with ``U`` clamped to the smallest normal number
+    (``U = 0`` would give ``−inf``): the boost term's ``log U`` before it is divided by ``a``."""
+    u = _random.rand(shape, generator=generator, device=device, dtype=dtype)
+    return u.clamp_min_(torch.finfo(dtype).tiny).log_()
+
+
 def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = None, *,
               boost: bool | None = None) -> torch.Tensor:
     """``log`` of Gamma(concentration, 1) samples, one per element; same shape, dtype, device.
@@ -59,14 +67,14 @@ def log_gamma(concentration: torch.Tensor, generator: torch.Generator | None = N
     if boost is None:
         small = a < 1
         g = _random.standard_gamma(torch.where(small, a + 1, a), generator)
-        u = _random.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)
-        u = u.clamp_min_(torch.finfo(a.dtype).tiny)
-        return g.log() + torch.where(small, u.log() / a, torch.zeros_like(a))
+        log_u = _log_uniform(a.shape, device=a.device, dtype=a.dtype, generator=generator)
+        return g.log() + torch.where(small, log_u / a, torch.zeros_like(a))
     g = _random.standard_gamma(a + 1 if boost else a, generator)
-    u = _random.rand(a.shape, generator=generator, device=a.device, dtype=a.dtype)  # drawn either way: same stream
+    # drawn either way: the same stream whatever ``boost`` says
+    log_u = _log_uniform(a.shape, device=a.device, dtype=a.dtype, generator=generator)
     lg = g.log() if g.requires_grad else g.log_()  # _standard_gamma's backward keeps its output
     if boost:
-        lg += u.clamp_min_(torch.finfo(a.dtype).tiny).log_().div_(a)
+        lg += log_u.div_(a)
     return lg
 
 
@@ -95,15 +103,13 @@ def beta(a: float, b: float, shape: tuple[int, ...] | torch.Size, *, device: tor
     if b != a:
         conc.select(-1, 1).fill_(b + 1.0 if b < 1 else b)
     lg = _random.standard_gamma(conc, generator).log_()
-    tiny = torch.finfo(work).tiny if a < 1 or b < 1 else 0.0
-    if a == b and a < 1:
-        u = _random.rand(conc.shape, generator=generator, device=device, dtype=work)
-        lg.add_(u.clamp_min_(tiny).log_(), alpha=1.0 / a)
-    else:
+    if a == b and a < 1:          # both columns boosted: one uniform an entry
+        lg.add_(_log_uniform(conc.shape, device=device, dtype=work, generator=generator), alpha=1.0 / a)
+    else:                         # only the columns whose concentration is below 1
         for column, c in ((0, a), (1, b)):
             if c < 1:
-                u = _random.rand(shape, generator=generator, device=device, dtype=work)
-                lg.select(-1, column).add_(u.clamp_min_(tiny).log_(), alpha=1.0 / c)
+                log_u = _log_uniform(shape, device=device, dtype=work, generator=generator)
+                lg.select(-1, column).add_(log_u, alpha=1.0 / c)
     lam = torch.softmax(lg, dim=-1).select(-1, 0)
     return lam if work == dtype else lam.to(dtype)
 
