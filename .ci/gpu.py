@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(line)
         print(line, flush=True)
     if comparisons:
-        from mixbook import results
+        from mixbook.chapters import results
 
         rows = [{"chapter": stem, **r} for stem, rs in comparisons.items() for r in rs]
         written = results.save(RESULTS / f"gpu_check_{slug}.json", rows, {"chapters": args.chapters}, device="cuda")

@@ -1,7 +1,7 @@
 """One rank of tests/test_distributed.py: ``python _distributed_worker.py RANK WORLD STORE OUT BACKEND``.
 
 Joins a process group through a ``FileStore`` (no ports), runs the scenarios below with
-``mixbook.train.fit`` and writes what the test checks to ``OUT/rank{RANK}.pt``.
+``mixbook.training.train.fit`` and writes what the test checks to ``OUT/rank{RANK}.pt``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 
 import mixbook
-from mixbook import data, mixup, models, train
+from mixbook.training import data, models, train
+from mixbook.methods import mixup
 
 N_TRAIN, BATCH, EPOCHS, SEED = 64, 8, 2, 3
 GLOBAL = ("mixup", "multimix")   # methods run with GlobalBatch
@@ -83,7 +84,7 @@ def main(rank: int, world: int, store: str, out: str, backend: str) -> None:
                          device=device, progress=False)
         result["manifold_accuracy"] = hist.final["accuracy"]
         # global-batch mixing: fit runs, and one step's loss and gradients
-        from mixbook.distributed import GlobalBatch
+        from mixbook.training.distributed import GlobalBatch
 
         for name in GLOBAL:
             torch.manual_seed(0)

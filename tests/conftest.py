@@ -22,7 +22,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
-from mixbook import _checks
+from mixbook.core import _checks
 
 settings.register_profile(
     "mixbook",

@@ -1,9 +1,10 @@
-"""mixbook.attacks: perturbations stay in the ε-ball, ε = 0 is the clean accuracy, attacks hurt."""
+"""mixbook.chapters.attacks: perturbations stay in the ε-ball, ε = 0 is the clean accuracy, attacks hurt."""
 
 import pytest
 import torch
 
-from mixbook import attacks, models
+from mixbook.chapters import attacks
+from mixbook.training import models
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
-"""mixbook.bayes (two-moons densities, p_aug, KDE) and mixbook.regression, mixup's nearest pairing."""
+"""mixbook.chapters.bayes (two-moons densities, p_aug, KDE) and mixbook.chapters.regression, mixup's nearest pairing."""
 
 import math
 
 import pytest
 import torch
 
-from mixbook import bayes, data, mixup, regression
+from mixbook.chapters import bayes, regression
+from mixbook.training import data
+from mixbook.methods import mixup
 
 
 def test_moons_density_integrates_to_one_and_matches_split():

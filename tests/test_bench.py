@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from mixbook import bench, reformulation
+from mixbook import bench
+from mixbook.methods import reformulation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,8 +213,8 @@ def _case_inputs(b=8, c=5, seed=0):
 def test_torchvision_mixup_equals_mixbook_with_roll_pairing_and_the_same_lambda(monkeypatch):
     from torchvision.transforms import v2
 
-    from mixbook import mixup
-    from mixbook.mixing import Mixing
+    from mixbook.methods import mixup
+    from mixbook.core.mixing import Mixing
 
     x, y = _case_inputs()
     tv = v2.MixUp(alpha=1.0, num_classes=5)
@@ -227,8 +228,8 @@ def test_torchvision_mixup_equals_mixbook_with_roll_pairing_and_the_same_lambda(
 def test_timm_batch_and_elem_equal_mixbook_with_flip_pairing(monkeypatch):
     from timm.data import Mixup
 
-    from mixbook import mixup
-    from mixbook.mixing import Mixing
+    from mixbook.methods import mixup
+    from mixbook.core.mixing import Mixing
 
     x, y = _case_inputs()
     flip = mixup.pair(8, "flip")
@@ -401,7 +402,8 @@ def test_quick_run_on_cuda_uses_events_memory_and_sync_checks():
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_mixup_lambda_sampler_is_distributions_beta_bit_for_bit(alpha, per_sample):
     """mixup.sample draws λ with fewer kernels (for speed) but the same numbers and RNG stream."""
-    from mixbook import distributions, mixup
+    from mixbook.core import distributions
+    from mixbook.methods import mixup
 
     x = torch.empty(16, 3)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
@@ -433,7 +435,7 @@ class _FakeModule:
 
 
 def test_the_harness_runs_what_the_modules_declare(monkeypatch):
-    from mixbook import multimix, mixup, zeta
+    from mixbook.methods import multimix, mixup, zeta
 
     assert [e["op"] for e in bench.entries()] == \
         [e["op"] for m in (mixup, multimix, zeta) for e in m.BENCH]           # discovered, in module-name order
@@ -452,7 +454,7 @@ def test_the_harness_runs_what_the_modules_declare(monkeypatch):
 
 
 def test_compiled_variants_are_timed_against_the_same_peers_and_targets(monkeypatch):
-    from mixbook import mixup
+    from mixbook.methods import mixup
 
     monkeypatch.setattr(bench, "BENCH_MODULES", (mixup,))
     cases, _ = bench.make_cases("cpu", quick=True, batches=(8,), image_sizes=(32,))

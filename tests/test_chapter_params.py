@@ -24,8 +24,8 @@ def _code(path):
 def _check_call(source: str) -> str:
     """The check cell's imports and its ``params = ...check_parameters(...)`` statement."""
     imports = [l for l in source.splitlines() if l.startswith(("from mixbook", "import "))]
-    m = re.search(r"params = mixbook\.notebook\.check_parameters\(.*?\n\)", source, re.S)
-    assert m, "the check cell calls mixbook.notebook.check_parameters"
+    m = re.search(r"params = mixbook\.chapters\.notebook\.check_parameters\(.*?\n\)", source, re.S)
+    assert m, "the check cell calls mixbook.chapters.notebook.check_parameters"
     return "\n".join(["import mixbook", *imports, m.group(0)])
 
 

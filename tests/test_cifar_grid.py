@@ -1,5 +1,5 @@
-"""mixbook.cifar_grid: chapter 6's CIFAR grid as a script, split by method and seed over machines
-and merged with mixbook.results.load; the command line under torchrun (2 gloo ranks)."""
+"""mixbook.chapters.cifar_grid: chapter 6's CIFAR grid as a script, split by method and seed over machines
+and merged with mixbook.chapters.results.load; the command line under torchrun (2 gloo ranks)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import torch
 import yaml
 from _cifar import _write_cifar10
 
-from mixbook import cifar_grid, models, results
+from mixbook.chapters import cifar_grid, results
+from mixbook.training import models
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(cifar_epochs=1, cifar_batch=10, multimix_n=6)
@@ -93,13 +94,13 @@ def test_bad_arguments(tmp_path):
 
 
 def test_the_command_line_under_torchrun_writes_one_file_from_rank_0(tmp_path):
-    """``torchrun --nproc_per_node=2 -m mixbook.cifar_grid`` (gloo): every rank trains, rank 0 saves;
+    """``torchrun --nproc_per_node=2 -m mixbook.chapters.cifar_grid`` (gloo): every rank trains, rank 0 saves;
     the global batch is split over the ranks and recorded with the world size."""
     _write_cifar10(tmp_path / "data")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "mixbook.cifar_grid", "--root", str(tmp_path / "data"), "--methods", "erm", "mixup", "--seeds", "0",
+           "mixbook.chapters.cifar_grid", "--root", str(tmp_path / "data"), "--methods", "erm", "mixup", "--seeds", "0",
            "--epochs", "1", "--batch-size", "10", "--device", "cpu", "--out", str(tmp_path / "out")]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

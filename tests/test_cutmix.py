@@ -8,8 +8,8 @@ import torch
 from torchvision.transforms import v2
 
 import mixbook
-from mixbook import cutmix
-from mixbook.cutmix import BoxMixing
+from mixbook.methods import cutmix
+from mixbook.methods.cutmix import BoxMixing
 
 
 def _gen(seed: int) -> torch.Generator:

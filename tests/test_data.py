@@ -1,4 +1,4 @@
-"""Tests of mixbook.data: two moons, digits, and the CIFAR reader on tiny hand-written files."""
+"""Tests of mixbook.training.data: two moons, digits, and the CIFAR reader on tiny hand-written files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from _cifar import _dump, _write_cifar10, _write_cifar100
 
-from mixbook.data import Split, cifar, cifar_raw, digits, two_moons
+from mixbook.training.data import Split, cifar, cifar_raw, digits, two_moons
 
 
 # ---------------------------------------------------------------------- two moons

@@ -1,12 +1,12 @@
-"""Tests of the seeded regimes of mixbook.data: training subsets, label noise, validation splits."""
+"""Tests of the seeded regimes of mixbook.training.data: training subsets, label noise, validation splits."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mixbook import data, train
-from mixbook.data import Split
+from mixbook.training import data, train
+from mixbook.training.data import Split
 
 
 def _toy(n: int = 200, c: int = 4, seed: int = 0) -> Split:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mixbook import manifold_gradient, models, population
+from mixbook.chapters import manifold_gradient
+from mixbook.training import models, population
 
 
 def _task(n=48, seed=0):

@@ -42,5 +42,5 @@ def test_one_beta_draw_is_a_handful_of_operators(a, b, bound):
     """One λ a batch (mixup: Beta(α, α); the reformulation: Beta(α + 1, α)) is the hot path of
     small batches: a fill, the Gamma draw, a log, the softmax and a view, plus four for a boost."""
     g = torch.Generator().manual_seed(0)
-    counts = bench.dispatched_ops(lambda: mixbook.distributions.beta(a, b, (1,), generator=g))
+    counts = bench.dispatched_ops(lambda: mixbook.core.distributions.beta(a, b, (1,), generator=g))
     assert sum(counts.values()) <= bound, counts

@@ -1,4 +1,4 @@
-"""``mixbook.train.fit`` across processes (issue 17): two gloo ranks on the CPU, spawned here.
+"""``mixbook.training.train.fit`` across processes (issue 17): two gloo ranks on the CPU, spawned here.
 
 One launch of tests/_distributed_worker.py per backend (two subprocesses joined through a
 ``FileStore``, bounded by a deadline and killed on failure); the tests read what the ranks
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixbook import data, mixup, models, train
+from mixbook.training import data, models, train
+from mixbook.methods import mixup
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 DEADLINE_S = 100

@@ -14,8 +14,8 @@ import pytest
 import torch
 from scipy import stats
 
-from mixbook import distributions as D
-from mixbook import mixup
+from mixbook.core import distributions as D
+from mixbook.methods import mixup
 
 N = 200_000
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from mixbook import data, models, train
+from mixbook.training import data, models, train
 
 
 class _FitsOrder(Sampler):

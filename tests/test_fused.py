@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import mixbook
-from mixbook import fused, mixup
+from mixbook.core import fused
+from mixbook.methods import mixup
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_compiled_equals_eager_on_cpu(backend):
         cases.append((x, None, mixup.sample(x, alpha=1.0, per_sample=True, generator=g)))
     x = torch.randn(10, 5, generator=g)
     pool = torch.randn(30, 5, generator=g)
-    cases.append((x, pool, mixbook.reformulation.sample(x, alpha=1.0, partners=pool, generator=g)))
+    cases.append((x, pool, mixbook.methods.reformulation.sample(x, alpha=1.0, partners=pool, generator=g)))
     for x, pool, m in cases:
         backend("eager")
         want = m.apply(x, pool)

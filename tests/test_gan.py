@@ -1,4 +1,4 @@
-"""mixbook.gan: the ring, the two measures (energy distance against scipy, mode coverage), the
+"""mixbook.chapters.gan: the ring, the two measures (energy distance against scipy, mode coverage), the
 three discriminator losses, pairing and the independence of ensemble members."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import energy_distance as scipy_energy
 
-from mixbook import gan
+from mixbook.chapters import gan
 
 
 def test_ring_centres_and_points():

@@ -13,10 +13,11 @@ import pytest
 import torch
 from scipy import stats
 
-from mixbook import _checks, losses, mixup
-from mixbook import distributions as D
-from mixbook.mixing import Mixing
-from mixbook.mixup import PAIRINGS, MixUp
+from mixbook.core import _checks, losses
+from mixbook.methods import mixup
+from mixbook.core import distributions as D
+from mixbook.core.mixing import Mixing
+from mixbook.methods.mixup import PAIRINGS, MixUp
 
 from _stats import assert_beta_moments, cpu_gen, cuda_gen
 
@@ -247,7 +248,8 @@ def test_apply_allocates_only_its_output(form, dtype):
 def test_cuda_fused_pairwise_equals_eager_and_is_sync_free(dtype):
     """On CUDA the default ("auto") pairwise mix is the compiled Triton kernel when Triton is
     installed; it must equal the eager kernels and launch without a host synchronisation."""
-    from mixbook import fused, mixup
+    from mixbook.core import fused
+    from mixbook.methods import mixup
 
     before = fused.get_backend()
     try:

@@ -1,4 +1,4 @@
-"""CUDA checks for mixbook.cutmix and the issue-16 conventions: no host synchronisation, and the
+"""CUDA checks for mixbook.methods.cutmix and the issue-16 conventions: no host synchronisation, and the
 same BoxMixing applied on CPU and CUDA gives the same batch. Marked ``gpu``; skipped without CUDA.
 (CPU and CUDA generators give different streams, so draws are compared through one mixing moved
 between devices, not through one seed.)"""
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import mixbook
-from mixbook import cutmix
+from mixbook.methods import cutmix
 
 pytestmark = [
     pytest.mark.gpu,

@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from _stats import cuda_gen
-from mixbook import losses, mixup, models, train
-from mixbook.manifold import ManifoldMixup
-from mixbook.manifold_gradient import decomposed_loss, gradient_terms
-from mixbook.metrics import flatness
+from mixbook.core import losses
+from mixbook.methods import mixup
+from mixbook.training import models, train
+from mixbook.methods.manifold import ManifoldMixup
+from mixbook.chapters.manifold_gradient import decomposed_loss, gradient_terms
+from mixbook.training.metrics import flatness
 
 pytestmark = [
     pytest.mark.gpu,

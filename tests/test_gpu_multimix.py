@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from _stats import assert_beta_moments, cuda_gen
-from mixbook import multimix
-from mixbook.multimix import MultiMix
+from mixbook.methods import multimix
+from mixbook.methods.multimix import MultiMix
 
 pytestmark = [
     pytest.mark.gpu,
@@ -123,7 +123,7 @@ def test_cpu_and_cuda_agree():
 ])
 def test_cuda_training_step_has_no_host_sync(method_name, options):
     """One embedding-space MultiMix / dense MultiMix training step on CUDA, sync-free."""
-    from mixbook import models, train
+    from mixbook.training import models, train
 
     torch.manual_seed(0)
     model = models.SmallCNN(1, 10, 8).cuda()
@@ -143,7 +143,7 @@ def test_cuda_training_step_has_no_host_sync(method_name, options):
 
 
 def test_cuda_random_crop_flip_is_sync_free_and_crops():
-    from mixbook import data
+    from mixbook.training import data
 
     x = torch.randn(256, 3, 32, 32, device="cuda")
     data.random_crop_flip(x, cuda_gen(0))

@@ -14,7 +14,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from mixbook import bench, data, models, reformulation, reformulation_checks, train
+from mixbook import bench
+from mixbook.training import data, models, train
+from mixbook.methods import reformulation
+from mixbook.chapters import reformulation_checks
 
 from _stats import assert_beta_moments, cpu_gen, cuda_gen
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from scipy import stats
 
-from mixbook import zeta
-from mixbook.zeta import ZetaMixup
+from mixbook.methods import zeta
+from mixbook.methods.zeta import ZetaMixup
 
 pytestmark = [
     pytest.mark.gpu,

@@ -16,8 +16,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 import mixbook
-from mixbook import hooks, manifold, mixup, models, multimix, reformulation, train, zeta
-from mixbook.mixing import Mixing
+from mixbook.core import hooks
+from mixbook.methods import manifold, mixup, multimix, reformulation, zeta
+from mixbook.training import models, train
+from mixbook.core.mixing import Mixing
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -28,7 +30,7 @@ def _gen(seed: int) -> torch.Generator:
 class _DrawCollate:
     """A collate_fn that returns the draws of a seeded transform (λ and partners) for the batch."""
 
-    def __init__(self, transform: mixbook.mixing.MixingTransform) -> None:
+    def __init__(self, transform: mixbook.core.mixing.MixingTransform) -> None:
         self.transform = transform
 
     def __call__(self, samples):
@@ -94,7 +96,7 @@ def test_main_process_draws_are_unchanged():
 
 
 def test_worker_generator_is_a_pure_function():
-    from mixbook._random import worker_generator
+    from mixbook.core._random import worker_generator
 
     g = _gen(0)
     state = g.get_state()
@@ -125,9 +127,9 @@ def test_fit_trains_in_a_process_group_and_population_refuses_it(gloo_group):
     """A world of one: fit wraps the model in DDP (or takes the caller's DDP) and trains; the
     vectorised population is single-process and refuses the group (tests/test_distributed.py
     runs two ranks)."""
-    from mixbook import population
+    from mixbook.training import population
 
-    moons = mixbook.data.two_moons(n_train=32, n_test=16, seed=0)
+    moons = mixbook.training.data.two_moons(n_train=32, n_test=16, seed=0)
     model = models.MLP(2, 2, (8,))
     hist = train.fit(model, moons, "mixup", epochs=1, device="cpu", progress=False)
     assert len(hist.epochs) == 1 and 0 <= hist.final["accuracy"] <= 1
@@ -149,7 +151,7 @@ def test_fit_runs_again_after_the_group_is_destroyed(tmp_path):
     store = dist.FileStore(str(tmp_path / "store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
     dist.destroy_process_group()
-    moons = mixbook.data.two_moons(n_train=32, n_test=16, seed=0)
+    moons = mixbook.training.data.two_moons(n_train=32, n_test=16, seed=0)
     hist = train.fit(models.MLP(2, 2, (8,)), moons, "erm", epochs=1, device="cpu", progress=False)
     assert len(hist.epochs) == 1
 
@@ -287,7 +289,7 @@ def test_compiled_training_step_with_inductor():
 
 
 def test_value_checks_are_skipped_only_while_tracing():
-    from mixbook import _checks
+    from mixbook.core import _checks
 
     y = torch.tensor([0, 1, 7])
     with pytest.raises(ValueError, match="num_classes"):
@@ -317,13 +319,13 @@ def test_manifold_mixup_refuses_a_compiled_model():
     assert mm(x)[0].shape == (4, 3)
     assert manifold.ManifoldMixup(part, ["head"], generator=_gen(0))(x)[0].shape == (4, 3)
     with pytest.raises(TypeError, match="compiled"):
-        train.fit(compiled, mixbook.data.two_moons(n_train=16, n_test=8, seed=0),
-                  manifold.training_method(["features.2"]), epochs=1, device="cpu", progress=False)
+        train.fit(compiled, mixbook.training.data.two_moons(n_train=16, n_test=8, seed=0),
+                  mixbook.make_method("manifold_mixup", layers=["features.2"]), epochs=1, device="cpu", progress=False)
 
 
 def test_constant_marker_is_what_torch_sets():
     """mixbook marks its trace-time helpers as torch.compiler.assume_constant_result does."""
-    from mixbook import _checks, _random
+    from mixbook.core import _checks, _random
 
     marked = torch.compiler.assume_constant_result(lambda g: 0)
     assert getattr(marked, "_dynamo_marked_constant", False) is True

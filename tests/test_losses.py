@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixbook import losses, mixup
-from mixbook.mixup import PAIRINGS
+from mixbook.core import losses
+from mixbook.methods import mixup
+from mixbook.methods.mixup import PAIRINGS
 
 SEEDS = st.integers(0, 2**31 - 1)
 REDUCTIONS = ["mean", "sum", "none"]

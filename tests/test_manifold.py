@@ -14,11 +14,14 @@ from scipy import stats
 from torch import nn
 
 from _stats import cpu_gen
-from mixbook import data, losses, manifold, manifold_gradient, mixup, models, train
-from mixbook.manifold import ManifoldMixup
-from mixbook.manifold_gradient import decomposed_loss, gradient_terms
-from mixbook.metrics import flatness
-from mixbook.mixing import Mixing
+from mixbook.training import data, models, train
+from mixbook.core import losses, registry
+from mixbook.methods import manifold, mixup
+from mixbook.chapters import manifold_gradient
+from mixbook.methods.manifold import ManifoldMixup
+from mixbook.chapters.manifold_gradient import decomposed_loss, gradient_terms
+from mixbook.training.metrics import flatness
+from mixbook.core.mixing import Mixing
 
 MLP_LAYERS = ["input", "features.1", "features.3"]
 
@@ -570,7 +573,7 @@ def _fit(moons, method, seed=0, epochs=3):
 
 
 def test_registered_method_trains_deterministically(moons):
-    assert train.METHODS["manifold_mixup"].__wrapped__ is manifold.training_method
+    assert registry.SPECS["manifold_mixup"] is manifold.spec
     make = lambda **kw: train.make_method("manifold_mixup", layers=MLP_LAYERS, **kw)  # noqa: E731
     m1, h1 = _fit(moons, make())
     m2, h2 = _fit(moons, make())

@@ -1,4 +1,4 @@
-"""Tests of mixbook.metrics: known values, torchmetrics cross-check, binning, bad input."""
+"""Tests of mixbook.training.metrics: known values, torchmetrics cross-check, binning, bad input."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixbook import metrics
-from mixbook.metrics import accuracy, ece, evaluate, nll, overconfidence, reliability_bins
+from mixbook.training import metrics
+from mixbook.training.metrics import accuracy, ece, evaluate, nll, overconfidence, reliability_bins
 
 
 def _logits_from_probs(p: list[list[float]]) -> torch.Tensor:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mixbook import metrics
+from mixbook.training import metrics
 
 
 def test_alignment_known_values():

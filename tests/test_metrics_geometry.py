@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixbook import metrics
+from mixbook.training import metrics
 
 
 def _gen(seed: int) -> torch.Generator:

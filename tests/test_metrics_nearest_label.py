@@ -1,11 +1,11 @@
-"""mixbook.metrics.nearest_label: the 1-NN label used to judge synthetic labels."""
+"""mixbook.training.metrics.nearest_label: the 1-NN label used to judge synthetic labels."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mixbook import metrics
+from mixbook.training import metrics
 
 
 def test_nearest_label_matches_brute_force():

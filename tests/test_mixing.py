@@ -1,7 +1,7 @@
 """The Mixing value: invariants of every sampler, application, labels, errors.
 
 Every sampled mixing, whatever produced it, must be a row-stochastic matrix ``W`` applied
-as ``W @ x``. The property tests below check that for :func:`mixbook.mixup.sample` (every
+as ``W @ x``. The property tests below check that for :func:`mixbook.methods.mixup.sample` (every
 pairing, batch and per-sample λ, α from 0.05 to 10) and for :meth:`Mixing.from_dense`
 (random row-stochastic matrices, ``n != b`` included), in every floating dtype.
 """
@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixbook import _checks, mixup
-from mixbook.mixing import Mixing
+from mixbook.core import _checks
+from mixbook.methods import mixup
+from mixbook.core.mixing import Mixing
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 ALPHAS = st.one_of(st.sampled_from([0.05, 0.4, 1.0, 10.0]), st.floats(0.05, 10.0))
@@ -49,7 +50,7 @@ def random_stochastic(seed: int, n: int, b: int, sparsity: float, dtype: torch.d
 
 
 def reference_one_hot(y: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
-    """Smoothed one-hot in float64, built independently of mixbook.losses.one_hot."""
+    """Smoothed one-hot in float64, built independently of mixbook.core.losses.one_hot."""
     return F.one_hot(y, num_classes).double() * (1 - smoothing) + smoothing / num_classes
 
 

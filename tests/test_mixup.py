@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from scipy import stats
 from torchvision.transforms import v2
 
-from mixbook import mixup
-from mixbook.mixing import Mixing
-from mixbook.mixup import PAIRINGS, MixUp
+from mixbook.methods import mixup
+from mixbook.core.mixing import Mixing
+from mixbook.methods.mixup import PAIRINGS, MixUp
 
 SEEDS = st.integers(0, 2**31 - 1)
 
@@ -328,7 +328,7 @@ def test_mixup_constructor_bad_arguments():
 @pytest.mark.parametrize("transform", ["MixUp", "ZetaMixup"])
 def test_transform_forward_bad_batches(transform):
     """The shared MixingTransform.forward validates batches the same way for every transform."""
-    from mixbook.zeta import ZetaMixup
+    from mixbook.methods.zeta import ZetaMixup
 
     mix = MixUp(alpha=1.0, num_classes=3) if transform == "MixUp" else ZetaMixup(num_classes=3)
     x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 1])

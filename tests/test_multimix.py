@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _stats import assert_beta_moments
-from mixbook import _checks, multimix
-from mixbook.mixing import Mixing
-from mixbook.multimix import MultiMix
+from mixbook.core import _checks
+from mixbook.methods import multimix
+from mixbook.core.mixing import Mixing
+from mixbook.methods.multimix import MultiMix
 
 SEEDS = st.integers(0, 2**31 - 1)
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]

@@ -1,8 +1,8 @@
-"""mixbook.notebook: parameters checked for value, not only type, naming the parameter and the range."""
+"""mixbook.chapters.notebook: parameters checked for value, not only type, naming the parameter and the range."""
 
 import pytest
 
-from mixbook import notebook as nb
+from mixbook.chapters import notebook as nb
 
 
 def _ns(**kw):

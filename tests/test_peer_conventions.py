@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import mixbook
-from mixbook import cutmix, manifold, models, mixup
+from mixbook.methods import cutmix, manifold, mixup
+from mixbook.training import models
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -1,4 +1,4 @@
-"""Tests of mixbook.population: a vectorised population trains every member as its separate run would."""
+"""Tests of mixbook.training.population: a vectorised population trains every member as its separate run would."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import functools
 import pytest
 import torch
 
-from mixbook import data, gan, models, population, train
+from mixbook.training import data, models, population, train
+from mixbook.chapters import gan
 
 MLP_LAYERS = ["input", "features.2", "features.4"]
 

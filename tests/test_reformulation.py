@@ -24,9 +24,12 @@ from scipy import integrate, special, stats
 from torch import nn
 
 from _stats import assert_beta_moments
-from mixbook import data, losses, models, reformulation, reformulation_checks, train
-from mixbook.data import Split
-from mixbook.mixing import Mixing
+from mixbook.training import data, models, train
+from mixbook.core import losses
+from mixbook.methods import reformulation
+from mixbook.chapters import reformulation_checks
+from mixbook.training.data import Split
+from mixbook.core.mixing import Mixing
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 ALPHAS = st.one_of(st.sampled_from([0.05, 0.4, 1.0, 10.0]), st.floats(0.05, 10.0))

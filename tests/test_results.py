@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixbook import results
+from mixbook.chapters import results
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -8,8 +8,9 @@ import inspect
 import pytest
 import torch
 
-from mixbook import cutmix, multimix, mixup, reformulation, synthetic, zeta
-from mixbook.mixing import Mixing
+from mixbook.methods import cutmix, multimix, mixup, reformulation, zeta
+from mixbook.chapters import synthetic
+from mixbook.core.mixing import Mixing
 
 SAMPLERS = {
     "mixup.sample": (mixup.sample, {"alpha": 0.4}),

@@ -1,11 +1,12 @@
-"""mixbook.smoothing: label smoothing and mixup with smoothed targets as registered training methods."""
+"""mixbook.methods.smoothing: label smoothing and mixup with smoothed targets as registered training methods."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mixbook import models, population, smoothing, train
-from mixbook.data import Split
+from mixbook.training import models, population, train
+from mixbook.methods import smoothing
+from mixbook.training.data import Split
 
 
 def test_smoothed_targets():

@@ -1,4 +1,4 @@
-"""Tests of mixbook.stats: paired differences, verdicts, per-group comparisons."""
+"""Tests of mixbook.chapters.stats: paired differences, verdicts, per-group comparisons."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from mixbook import stats
+from mixbook.chapters import stats
 
 
 def test_paired_difference_matches_scipy_ttest_interval():

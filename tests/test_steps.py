@@ -1,4 +1,4 @@
-"""mixbook.steps: the generic training method built from a sampler, and the registry.
+"""mixbook.training.steps: the generic training method built from a sampler, and the registry.
 
 Each registered mixing method is a SamplerMethod; its loss is checked against the same
 computation written out by hand with the same generator state (the sampler's draw, the layer,
@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mixbook import data, hooks, losses, manifold, mixup, models, multimix, reformulation, steps, synthetic, train, zeta
-from mixbook.mixing import Mixing
+from mixbook.training import data, models, steps, train
+from mixbook.core import hooks, losses, registry
+from mixbook.methods import cutmix, manifold, mixup, multimix, reformulation, zeta
+from mixbook.chapters import synthetic
+from mixbook.core.mixing import Mixing
 
 
 def _setup(seed=0, b=12):
@@ -97,7 +100,7 @@ def test_a_partial_of_any_sample_is_a_training_method():
     erm = train.fit(models.MLP(2, 2, (8,)), split, "erm", epochs=2, batch_size=16, seed=0, device="cpu",
                     progress=False)
     assert hist.epochs[-1]["train_loss"] != erm.epochs[-1]["train_loss"]
-    assert repr(method) == "SamplerMethod(mixbook.zeta.sample(gamma=2.0), at='input', loss='soft')"
+    assert repr(method) == "SamplerMethod(mixbook.methods.zeta.sample(gamma=2.0), at='input', loss='soft')"
 
 
 def _readme_method_module() -> types.ModuleType:
@@ -129,7 +132,7 @@ def test_the_readme_method_is_one_module_and_a_register_call():
                                     generator=torch.Generator().manual_seed(0))
         assert s.x.shape == (5, 2)
     finally:
-        del steps.METHODS["flipmix"]
+        del registry.SPECS["flipmix"]
 
 
 def test_registered_reprs_name_the_method_and_its_options():
@@ -151,7 +154,7 @@ def test_registered_reprs_name_the_method_and_its_options():
     (lambda: steps.SamplerMethod(zeta.sample, loss="mixed"), ValueError, "needs a pairwise sampler"),
     (lambda: steps.SamplerMethod(multimix.sample, loss="kept", n=5), ValueError, "one output per input"),
     (lambda: steps.SamplerMethod(mixup.sample, clean=True), ValueError, "clean=True is for dense"),
-    (lambda: steps.SamplerMethod(lambda x, y, *, generator: x), TypeError, "must return a mixbook.mixing.Mixing"),
+    (lambda: steps.SamplerMethod(lambda x, y, *, generator: x), TypeError, "must return a mixbook.core.mixing.Mixing"),
     (lambda: train.make_method("mixup", alpha=-1.0), ValueError, "alpha"),
     (lambda: train.make_method("mixup", loss="kept"), ValueError, "loss"),
     (lambda: train.make_method("multimix", n=0), ValueError, "n"),
@@ -175,13 +178,14 @@ def test_bad_layer_is_reported_at_the_first_step():
 
 def test_register_refuses_a_taken_name():
     with pytest.raises(ValueError, match="already registered"):
-        steps.register("mixup")(lambda: None)
+        registry.register("mixup")(lambda: None)
     with pytest.raises(TypeError, match="name"):
-        steps.register("")
+        registry.register("")
 
 
-def test_every_mixing_module_registers_its_method():
+def test_every_mixing_module_registers_its_spec():
     for name, module in (("mixup", mixup), ("reformulation", reformulation), ("zeta", zeta),
-                         ("multimix", multimix), ("manifold_mixup", manifold)):
-        assert name in steps.METHODS and callable(module.training_method)
-        assert steps.METHODS[name].__wrapped__ is module.training_method
+                         ("multimix", multimix), ("manifold_mixup", manifold), ("cutmix", cutmix)):
+        assert registry.SPECS[name] is module.spec
+        assert isinstance(module.spec(**({"layers": ["input"]} if name == "manifold_mixup" else {})),
+                          registry.MethodSpec)

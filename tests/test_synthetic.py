@@ -1,4 +1,4 @@
-"""mixbook.synthetic: synthetic sets drawn with any sampler."""
+"""mixbook.chapters.synthetic: synthetic sets drawn with any sampler."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import functools
 import pytest
 import torch
 
-from mixbook import mixup, synthetic, zeta
-from mixbook.mixing import Mixing
+from mixbook.methods import mixup, zeta
+from mixbook.chapters import synthetic
+from mixbook.core.mixing import Mixing
 
 
 @pytest.fixture()
@@ -64,5 +65,5 @@ def test_bad_arguments(labelled):
         synthetic.synthetic_set(x, y[:-1], 4, sampler, size=5)
     with pytest.raises(ValueError, match="num_classes"):
         synthetic.synthetic_set(x, y, 3, sampler, size=5)
-    with pytest.raises(TypeError, match="must return a mixbook.mixing.Mixing"):
+    with pytest.raises(TypeError, match="must return a mixbook.core.mixing.Mixing"):
         synthetic.synthetic_set(x, y, 4, lambda xb, yb, *, generator: xb, size=5)

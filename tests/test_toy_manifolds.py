@@ -1,4 +1,4 @@
-"""mixbook.toy_manifolds: noise-free moons and helix, and their exact distances."""
+"""mixbook.chapters.toy_manifolds: noise-free moons and helix, and their exact distances."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mixbook import toy_manifolds as tm
+from mixbook.chapters import toy_manifolds as tm
 
 
 def _brute_moons(p: torch.Tensor, per_arc: int = 200_001) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 import mixbook
-from mixbook import data, models, notebook, plotting, train
-from mixbook.runtime import resolve_device, setup
+from mixbook.training import data, models, train
+from mixbook.chapters import notebook, plotting
+from mixbook.core import registry
+from mixbook.core.runtime import resolve_device, setup
+from mixbook.methods import erm
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +117,7 @@ def test_registry_and_bad_arguments(moons):
     with pytest.raises(ValueError, match="method"):
         train.make_method("no-such-method")
     with pytest.raises(ValueError, match="already registered"):
-        train.register("erm")(train.ERM)
+        registry.register("erm")(erm.ERM)
     with pytest.raises(TypeError, match="data"):
         train.fit(models.MLP(2, 2), (moons.x_train, moons.y_train))
     with pytest.raises(ValueError, match="epochs"):
@@ -142,7 +145,7 @@ def test_plotting_draws(moons):
     ax = plotting.beta_densities([0.5, 1.0])
     assert len(ax.get_lines()) == 2
     logits = train.predict(model, moons.x_test)
-    ax = plotting.reliability_diagram(mixbook.metrics.reliability_bins(logits, moons.y_test), label="m")
+    ax = plotting.reliability_diagram(mixbook.training.metrics.reliability_bins(logits, moons.y_test), label="m")
     assert ax.get_xlabel() == "confidence"
     plt.close("all")
     grid = plotting.plane_grid(moons.x_train, resolution=7)

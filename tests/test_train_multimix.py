@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from mixbook import data, hooks, losses, models, multimix, train
+from mixbook.training import data, models, train
+from mixbook.core import hooks, losses
+from mixbook.methods import multimix
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mixbook
-from mixbook import data, models, population, train
+from mixbook.training import data, models, population, train
 
 TRANSFORMS = {
     "MixUp": lambda g: mixbook.MixUp(alpha=0.4, num_classes=3, pairing="flip", generator=g),
@@ -73,7 +73,7 @@ def test_a_transform_is_a_population_member():
 
 def test_a_dense_transform_is_a_sampler_and_its_hyper_parameters():
     """DenseMixingTransform owns ``n``: a subclass declares its sampler and hyper-parameters only."""
-    from mixbook.mixing import DenseMixingTransform, Mixing
+    from mixbook.core.mixing import DenseMixingTransform, Mixing
 
     def uniform(x, y=None, *, generator=None, n=None):
         b = x.shape[0]

@@ -13,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import special, stats
 
-from mixbook import _checks, zeta
-from mixbook.mixing import Mixing
-from mixbook.zeta import ZetaMixup
+from mixbook.core import _checks
+from mixbook.methods import zeta
+from mixbook.core.mixing import Mixing
+from mixbook.methods.zeta import ZetaMixup
 
 SEEDS = st.integers(0, 2**31 - 1)
 # Above ~0.05 the top two weights of a p-series stay distinct even in float16 for b <= 40.

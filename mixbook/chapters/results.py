@@ -1,0 +1,187 @@
+"""Recorded results with provenance: what a full-scale run writes to ``book/results/``.
+
+A chapter run with its ``full.yaml`` (usually on a GPU) saves its table with :func:`save`; the
+rendered book shows every saved file with :func:`load`, labelled by where and when it ran.
+The JSON holds ``provenance`` (:func:`provenance`: device name, UTC date, git commit and
+whether the checkout was dirty, library versions, host threads and load), the chapter's
+``parameters`` and the ``rows`` of the table. :mod:`mixbook.bench` records the same provenance.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["provenance", "save", "load"]
+
+
+def _git(*args: str) -> str | None:
+    """``git args…`` run in mixbook's own folder: the code that produced a result, wherever it is saved."""
+    try:
+        res = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _cpu_name() -> str:
+    for line in (_read_text("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+ENV_KEYS = ("THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Environment variables that change CPU timings, recorded in the provenance."""
+
+
+def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Where, when and with what a result was produced.
+
+    The git commit describes the checkout that holds the imported ``mixbook`` package (``None``
+    when it is not in a git checkout, e.g. an installed wheel), not the folder the result is
+    written to; ``git_dirty`` says whether the package's tracked files differ from that commit
+    (results, notebooks and other files being written by the run itself do not count).
+
+    Args:
+        device: the device the run used (a GPU's name is recorded for CUDA devices).
+
+    Returns:
+        A JSON-serialisable dict: ``device``, ``device_type``, ``device_name``, ``cpu``,
+        ``date_utc`` (ISO 8601), ``git_commit``, ``git_dirty``, versions of python, torch,
+        torchvision, timm, numpy and CUDA, ``torch_threads``, ``cpu_count``, ``load_average``,
+        ``platform``, ``env`` (:data:`ENV_KEYS`) and ``transparent_hugepage``.
+    """
+    import numpy as np
+
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    dev = torch.device(device)
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return {
+        "device": str(dev),
+        "device_type": dev.type,
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
+        "cpu": _cpu_name(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        "torch": torch.__version__, "torchvision": _version("torchvision"), "timm": _version("timm"),
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda if dev.type == "cuda" else None,
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "env": {k: os.environ.get(k) for k in ENV_KEYS},
+        "transparent_hugepage": _read_text("/sys/kernel/mm/transparent_hugepage/enabled"),
+    }
+
+
+def _plain(value: Any, key: str) -> Any:
+    """JSON-safe copy of ``value``: NumPy scalars become Python numbers, NaN/±inf become ``None``
+    (JSON has neither; pandas reads ``null`` back as NaN); other objects are refused."""
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # a diverged run's loss must not cost the whole table
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{key} must be a number, string, bool, None, list or dict, got {type(value).__name__}")
+
+
+def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
+         device: torch.device | str = "cpu") -> Path:
+    """Write ``rows`` (a pandas DataFrame or a list of dicts) with :func:`provenance` to ``path`` (JSON).
+
+    Returns the path written. Parent directories are created. Values must be numbers, strings,
+    bools, ``None``, lists or dicts: NumPy scalars are converted, NaN and ±infinity (a diverged
+    run's loss) are stored as ``null`` since JSON has neither, and anything else is refused
+    with a ``TypeError`` naming the entry (nothing is written then). A DataFrame is stored as
+    its records.
+    """
+    if hasattr(rows, "to_dict"):
+        rows = rows.to_dict(orient="records")
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise TypeError("rows must be a pandas DataFrame or a list of dicts")
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters must be a mapping, got {type(parameters).__name__}")
+    record = {"provenance": provenance(device), "parameters": _plain(dict(parameters), "parameters"),
+              "rows": _plain(rows, "rows")}
+    text = json.dumps(record, indent=1, allow_nan=False) + "\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def load(directory: str | os.PathLike, pattern: str = "*.json", *, unique: Sequence[str] | None = None) -> Any:
+    """Every saved result in ``directory`` matching ``pattern``, as one pandas DataFrame.
+
+    Each row carries its file's provenance next to the saved columns: ``device`` (the device's
+    name), ``date_utc``, ``commit`` (10 characters, with ``+dirty`` when the checkout had
+    uncommitted changes) and ``file``. An empty or missing directory gives an empty DataFrame.
+
+    ``unique``: columns that identify a row across files, e.g. ``("dataset", "method", "seed")``
+    for the parts of a grid run on several machines (:mod:`mixbook.chapters.cifar_grid`); a key found in
+    more than one row is a ``ValueError`` naming it and its files, so a part run twice is not
+    averaged in silently.
+    """
+    import pandas as pd
+
+    if unique is not None:
+        if isinstance(unique, str) or not all(isinstance(c, str) for c in unique) or not unique:
+            raise TypeError(f"unique must be a non-empty sequence of column names, got {unique!r}")
+        frame = load(directory, pattern)
+        if frame.empty:
+            return frame
+        missing = [c for c in unique if c not in frame.columns]
+        if missing:
+            raise ValueError(f"unique names columns {missing} that the files in {directory} do not have")
+        twice = frame[frame.duplicated(list(unique), keep=False)]
+        if not twice.empty:
+            shown = "; ".join(f"{key}: {sorted(group.file)}" for key, group in twice.groupby(list(unique), sort=True))
+            raise ValueError(f"rows recorded more than once (by {list(unique)}): {shown}")
+        return frame
+
+    frames = []
+    for f in sorted(Path(directory).glob(pattern)):
+        record = json.loads(f.read_text())
+        if not isinstance(record, dict) or "rows" not in record or "provenance" not in record:
+            raise ValueError(f"{f} is not a mixbook result file (needs 'provenance' and 'rows')")
+        prov = record["provenance"]
+        frame = pd.DataFrame(record["rows"])
+        commit = (prov.get("git_commit") or "")[:10] + ("+dirty" if prov.get("git_dirty") else "")
+        frames.append(frame.assign(device=prov.get("device_name"), date_utc=prov.get("date_utc"),
+                                   commit=commit, file=f.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,13 @@
+"""Training: the steps built from method specs, the one :func:`fit` loop, and what it runs on.
+
+:mod:`~mixbook.training.steps` (:class:`SamplerMethod`, :func:`make_method`: a registered spec
+made a training method), :mod:`~mixbook.training.train` (:func:`fit`, :func:`repeat`,
+:class:`History`), :mod:`~mixbook.training.population` (many members trained at once with
+``vmap``), :mod:`~mixbook.training.distributed` (global-batch mixing under ``torchrun``),
+:mod:`~mixbook.training.data`, :mod:`~mixbook.training.models`, :mod:`~mixbook.training.metrics`
+and :mod:`~mixbook.training.collate` (:class:`MixCollate`). Imports the core and the methods.
+"""
+
+from . import collate, data, distributed, metrics, models, population, steps, train
+
+__all__ = ["collate", "data", "distributed", "metrics", "models", "population", "steps", "train"]

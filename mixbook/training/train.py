@@ -1,0 +1,486 @@
+"""One training loop for every chapter: :func:`fit`, :func:`repeat`, :class:`History`.
+
+A *method* turns a mini-batch into a loss (:class:`mixbook.core.step.Method`). ERM is
+``CE(f(x), y)``; every mixing method is declared by its module as a spec
+(:class:`mixbook.core.registry.MethodSpec`) and made a training method by
+:func:`mixbook.training.steps.make_method`. :func:`fit` and :func:`repeat` take a registered name
+(:func:`mixbook.core.registry.names`) or an instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..core import _checks
+from ..core.runtime import resolve_device
+from ..core.step import Method
+from . import metrics
+from .data import Split
+from .steps import make_method
+
+__all__ = ["History", "predict", "evaluate_split", "generators", "optimizer_and_schedule", "fit", "repeat", "summarize"]
+
+
+@dataclass
+class History:
+    """Per-epoch record of a :func:`fit` run: one dict per epoch.
+
+    Keys: ``epoch``, ``train_loss``, ``seconds`` (training time of the epoch), and at the
+    evaluated epochs the metrics of :func:`evaluate_split` (test, validation, memorisation).
+    """
+
+    method: str
+    seed: int
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's record."""
+        return self.epochs[-1]
+
+    def frame(self):
+        """The history as a pandas DataFrame (one row an epoch)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs).assign(method=self.method, seed=self.seed)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits ``(n, C)`` of ``model`` on ``x`` ``(n, *)`` in eval mode, batched."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate_split(model: nn.Module, data: Split, *, _predict: Callable | None = None) -> dict[str, float]:
+    """The metrics :func:`fit` records at an evaluation epoch.
+
+    ``accuracy``, ``nll``, ``ece``, ``overconfidence`` on the test set
+    (:func:`mixbook.training.metrics.evaluate`); with a validation part, the same four prefixed ``val_``;
+    with label noise, ``noisy_fitted`` (the fraction of the corrupted training examples whose
+    prediction is their corrupted label: memorisation) and ``noisy_clean`` (… whose prediction
+    is their true label).
+    """
+    pred_fn = predict if _predict is None else _predict   # fit's sharded predict in a process group
+    out = metrics.evaluate(pred_fn(model, data.x_test), data.y_test)
+    if data.x_val is not None:
+        out.update({f"val_{k}": v for k, v in metrics.evaluate(pred_fn(model, data.x_val), data.y_val).items()})
+    noisy = data.noisy
+    if noisy is not None:
+        pred = pred_fn(model, data.x_train[noisy]).argmax(1)
+        count = max(int(noisy.sum()), 1)
+        out["noisy_fitted"] = float((pred == data.y_train[noisy]).sum()) / count
+        out["noisy_clean"] = float((pred == data.y_train_clean[noisy]).sum()) / count
+    return out
+
+
+def generators(seed: int, device: str | torch.device = "cpu", rank: int | None = None,
+               ) -> tuple[torch.Generator, torch.Generator]:
+    """The two independent streams :func:`fit` draws from: ``(data, mixing)`` generators on ``device``.
+
+    Their seeds are spawned from ``seed`` by NumPy's ``SeedSequence``, so the data order does not
+    depend on how many numbers a method draws for its mixing, and the two streams are not
+    shifted copies of each other.
+
+    With ``rank`` (a process group's rank, as :func:`fit` passes it under ``torchrun``), the
+    data stream is the same on every rank (all ranks draw the same global order and each takes
+    its shard), and the mixing stream is rank ``rank``'s child of the seed's mixing stream
+    (``SeedSequence(seed).spawn(2)[1].spawn(rank + 1)[rank]``): distinct per rank, the same for
+    a seed and rank whatever the world size.
+
+    Args:
+        seed: integer ≥ 0.
+        device: the device the generators draw on.
+        rank: ``None`` (one process) or an integer ≥ 0.
+    """
+    import numpy as np
+
+    seed = _checks.seed("seed", seed)
+    dev = torch.device(device)
+    if rank is not None:
+        return _rank_streams(seed, dev, rank)[::2]
+    data_seed, mix_seed = (int(c.generate_state(1, np.uint64)[0] >> np.uint64(1))
+                           for c in np.random.SeedSequence(int(seed)).spawn(2))
+    return (torch.Generator(device=dev).manual_seed(data_seed),
+            torch.Generator(device=dev).manual_seed(mix_seed))
+
+
+def _rank_streams(seed: int, dev: torch.device, rank: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """``(order, augment, mixing)`` of one rank: the shared data-order stream (that of one
+    process), and the rank's children of the data and mixing streams."""
+    import numpy as np
+
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+        raise ValueError(f"rank must be an integer >= 0, got {rank!r}")
+    data, mix = np.random.SeedSequence(int(seed)).spawn(2)
+    seeds = [data, data.spawn(int(rank) + 1)[int(rank)], mix.spawn(int(rank) + 1)[int(rank)]]
+    return tuple(torch.Generator(device=dev).manual_seed(int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+                 for c in seeds)
+
+
+def optimizer_and_schedule(params, optimizer: str, lr: float, weight_decay: float, total_steps: int):
+    """:func:`fit`'s optimiser (AdamW, or SGD with Nesterov momentum 0.9) and cosine schedule over ``total_steps``."""
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+
+
+def _single_process(name: str, model: object) -> None:
+    """Refuse a DistributedDataParallel model or an initialised process group: ``name`` is single-process.
+
+    Under DDP every rank would train on the whole training set in the same order, so the
+    "distributed" run would silently repeat one run per rank. (:func:`fit` and :func:`repeat`
+    train across a process group; :func:`mixbook.training.population.repeat` does not.)
+    """
+    todo = ("Run it in one process on an unwrapped model, or use mixbook.training.train.fit / mixbook.training.train.repeat, "
+            "which shard the data over the ranks of a process group")
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        raise TypeError(f"model is wrapped in torch.nn.parallel.DistributedDataParallel, but {name} is single-process: "
+                        f"every rank would train on the whole data set in the same order. Pass model.module. {todo}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise RuntimeError(f"a torch.distributed process group is initialised (world size "
+                           f"{torch.distributed.get_world_size()}), but {name} is single-process: every rank would "
+                           f"train on the whole data set in the same order. {todo}; or call "
+                           "torch.distributed.destroy_process_group() first if the group is not meant for this run")
+
+
+def fit(
+    model: nn.Module,
+    data: Split | torch.utils.data.DataLoader,
+    method: str | Method = "erm",
+    *,
+    num_classes: int | None = None,
+    test: Split | None = None,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    eval_every: int = 1,
+    progress: bool = True,
+    optimizer: str = "adamw",
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+) -> History:
+    """Train ``model`` on ``data`` with ``method`` (AdamW or SGD, cosine learning-rate schedule).
+
+    Two ``torch.Generator`` streams on the training device, both derived from ``seed``
+    (:func:`generators`): one for the data order and ``augment``, one for the method's mixing
+    draws. Every method therefore sees the same batches in the same order for a seed (a paired
+    comparison), and a run is deterministic for a seed (given the same model initialisation:
+    seed torch before building the model, or use :func:`repeat`).
+
+    Args:
+        model: any ``nn.Module`` mapping ``(b, *)`` inputs to ``(b, C)`` logits; moved to
+            ``device`` in place.
+        data: a :class:`mixbook.training.data.Split`, or a ``torch.utils.data.DataLoader`` of ``(x, y)``
+            batches (your own dataset, transforms and sampler, e.g. a ``DistributedSampler``). With
+            a loader, ``num_classes`` is required, its batches are used as they come (``batch_size``
+            is the loader's; a sampler with ``set_epoch`` gets the epoch, as DDP loops do), the
+            data stream only drives ``augment``, and the test metrics come from ``test``.
+        method: a registered name (:func:`mixbook.core.registry.names`) or a :class:`Method` instance.
+        num_classes: the number of classes, with a ``DataLoader`` (a ``Split`` knows its own).
+        test: with a ``DataLoader``, an optional :class:`~mixbook.training.data.Split` whose test (and
+            validation) part is evaluated as for a ``Split``; ``None``: training loss only.
+        epochs, batch_size, lr, weight_decay: the usual.
+        seed: integer ≥ 0, the seed of the data order, augmentation and mixing.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``…
+        eval_every: evaluate on the test set every this many epochs (and after the last).
+        progress: show a tqdm progress bar over epochs.
+        optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov; the CIFAR recipes use it
+            with ``lr=0.1, weight_decay=5e-4``).
+        augment: optional ``augment(x, generator) -> x`` applied to every training batch on
+            the device before the method mixes it (e.g. :func:`mixbook.training.data.random_crop_flip`);
+            it gets the data-order generator, so the augmentation is the same for every method.
+
+    Returns:
+        A :class:`History`.
+
+    **Across processes** (``torchrun``: an initialised ``torch.distributed`` process group,
+    gloo on CPUs, NCCL on GPUs). ``fit`` then trains data-parallel:
+
+    * the model is wrapped in ``DistributedDataParallel`` (rank 0's initial weights are
+      broadcast; a model the caller already wrapped in DDP is used as it is); ``device="auto"``
+      / ``"cuda"`` means ``cuda:LOCAL_RANK``;
+    * every epoch all ranks draw the same permutation of the training set from the seed's data
+      stream, pad it by repetition to a multiple of the world size and take every
+      ``world_size``-th index from their rank on (``DistributedSampler`` semantics: every
+      example once per epoch across ranks, plus the padding); ``batch_size`` is per rank, so a
+      step's global batch is ``batch_size × world_size`` consecutive indices of the
+      permutation, and the gradient is the mean over it, as a one-process run with that batch
+      size (for ERM without padding: the same run up to float rounding);
+    * mixing is per rank, over the local batch, from rank-specific streams
+      (:func:`generators` with ``rank``); ``augment`` gets a per-rank stream too. To mix over
+      the global batch, pass the method wrapped in :class:`mixbook.training.distributed.GlobalBatch`;
+    * the evaluation shards the evaluated sets over the ranks and gathers the logits, so every
+      rank records the same metrics (those of one process up to rounding); ``train_loss`` is
+      the mean over all ranks' examples; the progress bar shows on rank 0 only. The returned
+      :class:`History` is the same on every rank: save it (and the model) from rank 0.
+
+    A one-process run (no group) is unchanged.
+    """
+    loader = isinstance(data, torch.utils.data.DataLoader)
+    if not (loader or isinstance(data, Split)):
+        raise TypeError(f"data must be a mixbook.training.data.Split or a torch.utils.data.DataLoader, got {type(data).__name__}")
+    if loader:
+        if num_classes is None:
+            raise ValueError("num_classes is required when data is a DataLoader (a Split knows its own)")
+        num_classes = _checks.num_classes(num_classes)
+        if test is not None and not isinstance(test, Split):
+            raise TypeError(f"test must be a mixbook.training.data.Split or None, got {type(test).__name__}")
+    elif num_classes is not None or test is not None:
+        raise ValueError("num_classes and test are for a DataLoader; a Split carries its classes and test set")
+    method_obj = make_method(method) if isinstance(method, str) else method
+    if not callable(getattr(method_obj, "loss", None)):
+        raise TypeError(f"method must be a registered name or have a .loss(...) method, got {method!r}")
+    epochs = _checks.positive_int("epochs", epochs)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    lr = _checks.positive_float("lr", lr)
+    eval_every = _checks.positive_int("eval_every", eval_every)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    optimizer = _checks.choice("optimizer", optimizer, ("adamw", "sgd"))
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a callable (x, generator) -> x or None, got {type(augment).__name__}")
+
+    dev = resolve_device(device)
+    if loader:
+        return _fit_loader(model, data, method_obj, num_classes, test, epochs=epochs, lr=lr,
+                           weight_decay=weight_decay, seed=seed, dev=dev, eval_every=eval_every, progress=progress,
+                           optimizer=optimizer, augment=augment)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return _fit_distributed(model, data, method_obj, epochs=epochs, batch_size=batch_size, lr=lr,
+                                weight_decay=weight_decay, seed=seed, dev=dev, eval_every=eval_every,
+                                progress=progress, optimizer=optimizer, augment=augment)
+    if isinstance(model, nn.parallel.DistributedDataParallel):  # pragma: no cover - DDP needs a group
+        raise TypeError("model is wrapped in DistributedDataParallel but no process group is initialised")
+    data = data.to(dev)
+    model.to(dev)
+    data_gen, mix_gen = generators(seed, dev)
+    opt, sched = optimizer_and_schedule(model.parameters(), optimizer, lr, weight_decay,
+                                        epochs * -(-data.x_train.shape[0] // batch_size))
+    n = data.x_train.shape[0]
+    history = History(method=repr(method_obj), seed=seed)
+
+    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(n, device=dev, generator=data_gen)
+        total = _train_epoch(model, method_obj, data, (order[i:i + batch_size] for i in range(0, n, batch_size)),
+                             opt, sched, mix_gen, augment, data_gen)
+        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / n,
+                                    "seconds": time.perf_counter() - start}
+        if epoch % eval_every == 0 or epoch == epochs:
+            record.update(evaluate_split(model, data))
+        history.epochs.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    return history
+
+
+def _train_epoch(model: nn.Module, method_obj: Method, data: Split, batches: Iterable[torch.Tensor], opt, sched,
+                 mix_gen: torch.Generator, augment, aug_gen: torch.Generator) -> torch.Tensor:
+    """One pass over ``batches`` (index tensors into the training set): a step each; the summed loss·size (0-dim)."""
+    total = torch.zeros((), device=data.x_train.device)
+    for idx in batches:
+        xb = data.x_train[idx]
+        if augment is not None:
+            xb = augment(xb, aug_gen)
+        loss = method_obj.loss(model, xb, data.y_train[idx], data.num_classes, mix_gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach() * idx.shape[0]
+    return total
+
+
+def _predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """:func:`predict` over the ranks of the process group: each rank the rows ``rank::world`` of
+    ``x`` (padded by repetition to a multiple of the world size), the logits all-gathered."""
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    n = x.shape[0]
+    if n == 0:
+        return predict(model, x, batch_size)
+    per = -(-n // world)
+    idx = torch.arange(per * world, device=x.device) % n
+    local = predict(model, x[idx[rank::world]], batch_size).contiguous()
+    parts = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(parts, local)
+    return torch.stack(parts, 1).reshape(per * world, *local.shape[1:])[:n]
+
+
+def _ddp(model: nn.Module, dev: torch.device) -> tuple[nn.Module, nn.Module, torch.device]:
+    """``(ddp, net, device)``: the model wrapped in DDP on this rank's device (``cuda:LOCAL_RANK`` for a
+    bare ``"cuda"``; a model the caller already wrapped is used as it is) and the network inside."""
+    import os
+
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model, model.module, dev
+    net = model.to(dev)
+    return nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None), net, dev
+
+
+def _fit_distributed(model: nn.Module, data: Split, method_obj: Method, *, epochs: int, batch_size: int,
+                     lr: float, weight_decay: float, seed: int, dev: torch.device, eval_every: int,
+                     progress: bool, optimizer: str, augment) -> History:
+    """:func:`fit` across the ranks of the initialised process group (see :func:`fit`)."""
+    dist = torch.distributed
+    rank, world = dist.get_rank(), dist.get_world_size()
+    ddp, net, dev = _ddp(model, dev)
+    data = data.to(dev)
+    order_gen, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
+    n = data.x_train.shape[0]
+    per = -(-n // world)                                  # examples per rank and epoch (padded)
+    opt, sched = optimizer_and_schedule(ddp.parameters(), optimizer, lr, weight_decay,
+                                        epochs * -(-per // batch_size))
+    history = History(method=repr(method_obj), seed=seed)
+
+    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
+    for epoch in bar:
+        ddp.train()
+        start = time.perf_counter()
+        order = torch.randperm(n, device=dev, generator=order_gen)   # the same on every rank
+        if per * world > n:
+            order = order.repeat(-(-per * world // n))[:per * world]
+        local = order[rank::world]
+        total = _train_epoch(ddp, method_obj, data, (local[i:i + batch_size] for i in range(0, per, batch_size)),
+                             opt, sched, mix_gen, augment, aug_gen)
+        dist.all_reduce(total)
+        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / (per * world),
+                                    "seconds": time.perf_counter() - start}
+        if epoch % eval_every == 0 or epoch == epochs:
+            record.update(evaluate_split(net, data, _predict=_predict_sharded))
+        history.epochs.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    return history
+
+
+def _fit_loader(model: nn.Module, loader: torch.utils.data.DataLoader, method_obj: Method, num_classes: int,
+                test: Split | None, *, epochs: int, lr: float, weight_decay: float, seed: int, dev: torch.device,
+                eval_every: int, progress: bool, optimizer: str, augment) -> History:
+    """:func:`fit` on a ``DataLoader`` of ``(x, y)`` batches, in one process or across the ranks of the group."""
+    dist = torch.distributed
+    group = dist.is_available() and dist.is_initialized()
+    if group:
+        rank = dist.get_rank()
+        run, net, dev = _ddp(model, dev)
+        _, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
+    else:
+        if isinstance(model, nn.parallel.DistributedDataParallel):  # pragma: no cover - DDP needs a group
+            raise TypeError("model is wrapped in DistributedDataParallel but no process group is initialised")
+        rank, run, net = 0, model.to(dev), model
+        aug_gen, mix_gen = generators(seed, dev)
+    if test is not None:
+        test = test.to(dev)
+    try:
+        steps_per_epoch = len(loader)
+    except TypeError as err:  # an IterableDataset without __len__
+        raise TypeError("data: the DataLoader must have a length (len(loader)) for the learning-rate schedule") from err
+    opt, sched = optimizer_and_schedule(run.parameters(), optimizer, lr, weight_decay, epochs * steps_per_epoch)
+    history = History(method=repr(method_obj), seed=seed)
+    sampler = getattr(loader, "sampler", None)
+
+    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
+    for epoch in bar:
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(epoch - 1)
+        run.train()
+        start = time.perf_counter()
+        total = torch.zeros((), device=dev)
+        count = torch.zeros((), device=dev)
+        for batch in loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError("data: the DataLoader must yield (x, y) pairs, got "
+                                f"{type(batch).__name__} of {len(batch) if hasattr(batch, '__len__') else '?'} items")
+            xb, yb = (t.to(dev, non_blocking=True) for t in batch)
+            if augment is not None:
+                xb = augment(xb, aug_gen)
+            loss = method_obj.loss(run, xb, yb, num_classes, mix_gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * yb.shape[0]
+            count += yb.shape[0]
+        if group:
+            dist.all_reduce(total)
+            dist.all_reduce(count)
+        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / max(float(count), 1.0),
+                                    "seconds": time.perf_counter() - start}
+        if test is not None and (epoch % eval_every == 0 or epoch == epochs):
+            record.update(evaluate_split(net, test, _predict=_predict_sharded if group else None))
+        history.epochs.append(record)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    return history
+
+
+def repeat(
+    model_fn: Callable[[], nn.Module],
+    data: Split,
+    methods: Mapping[str, str | Method],
+    seeds: Iterable[int],
+    *,
+    return_models: bool = False,
+    **fit_kwargs: Any,
+):
+    """Train a fresh model per (method, seed) and collect the final test metrics.
+
+    The model is built by ``model_fn()`` right after ``torch.manual_seed(seed)``, so all
+    methods start from the same initialisation for a given seed.
+
+    Returns:
+        A pandas DataFrame with one row per (method, seed): ``method`` (the mapping's key),
+        ``seed``, ``accuracy``, ``nll``, ``ece``, ``overconfidence``, ``train_loss`` and
+        ``seconds_per_epoch``; with ``return_models``, also a dict ``{(method, seed): trained model}``.
+    """
+    import pandas as pd
+
+    rows, models = [], {}
+    for seed in seeds:
+        for label, method in methods.items():
+            torch.manual_seed(seed)
+            model = model_fn()
+            hist = fit(model, data, method, seed=seed, **fit_kwargs)
+            final = {k: v for k, v in hist.final.items() if k not in ("epoch", "seconds")}
+            secs = sum(e["seconds"] for e in hist.epochs) / len(hist.epochs)
+            rows.append({"method": label, "seed": seed, **final, "seconds_per_epoch": secs})
+            if return_models:
+                models[label, seed] = model
+    frame = pd.DataFrame(rows)
+    return (frame, models) if return_models else frame
+
+
+def summarize(results, columns: Iterable[str] = ("accuracy", "nll", "ece"), *, as_text: bool = False,
+              digits: int = 3):
+    """Mean and standard deviation over seeds per method of a :func:`repeat`-like frame.
+
+    Returns a DataFrame indexed by method: with ``as_text``, one ``"mean ± std"`` string per
+    column (rounded to ``digits``); otherwise ``(column, "mean"|"std")`` numeric columns.
+    """
+    cols = list(columns)
+    stats = results.groupby("method", sort=False)[cols].agg(["mean", "std"])
+    if not as_text:
+        return stats
+    out = stats.xs("mean", axis=1, level=1).copy().astype(object)
+    for c in cols:
+        out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(stats[c, "mean"], stats[c, "std"].fillna(0.0))]
+    out.columns.name = f"mean ± std over {results.groupby('method').size().max()} seeds"
+    return out
