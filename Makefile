@@ -1,6 +1,6 @@
 # mixbook: `make book` builds the rendered book, `make test` runs the whole test suite.
-# Both create .venv with pip on first use and install the pinned stack (-e .[book,test]);
-# a second run does not reinstall unless pyproject.toml changed.
+# Both create .venv with pip on first use and install the pinned stack (-e .[book,test] under
+# constraints.txt); a second run does not reinstall unless pyproject.toml or constraints.txt changed.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,9 +12,9 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e '.[book,test]'
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -c constraints.txt -e '.[book,test]'
 	@touch $(STAMP)
 
 ## The whole suite: unit, property, GPU (skipped without CUDA), notebooks and the book build, in two

@@ -23,21 +23,42 @@ def _pins(requirements: list[str]) -> dict[str, str]:
     return out
 
 
-def test_environment_yml_pins_agree_with_pyproject():
+def _constraints() -> dict[str, str]:
+    lines = [l.split("#")[0].strip() for l in (ROOT / "constraints.txt").read_text().splitlines()]
+    return _pins([l for l in lines if l])
+
+
+def test_importers_get_ranges_and_the_book_gets_exact_pins():
+    """pyproject.toml declares ranges (no exact pin, no plotting/pandas/SciPy/scikit-learn in the core
+    dependencies); constraints.txt pins the book's stack, each pin inside pyproject's range."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    py_pins = _pins(project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra])
+    core = {Requirement(r).name.lower(): Requirement(r) for r in project["dependencies"]}
+    assert set(core) == {"torch", "torchvision", "numpy", "tqdm"}
+    assert all("==" not in str(r.specifier) for r in core.values()), core
+    assert {"matplotlib", "seaborn", "scipy", "scikit-learn", "pandas"} <= {
+        Requirement(r).name.lower() for r in project["optional-dependencies"]["chapters"]}
+    declared = {**{Requirement(r).name.lower(): Requirement(r) for extra in project["optional-dependencies"].values()
+                   for r in extra if not r.startswith("mixbook")}, **core}
+    pins = _constraints()
+    assert pins["torch"] == "==2.14.1" and pins["torchvision"] == "==0.29.1"
+    assert pins["jupyter-book"] == ">=1.0.4.post1,<2"
+    assert set(pins) <= set(declared), f"constraints.txt pins undeclared packages: {set(pins) - set(declared)}"
+    for name, spec in pins.items():
+        if spec.startswith("=="):
+            assert declared[name].specifier.contains(Version(spec[2:])), f"{name}{spec} outside pyproject's {declared[name]}"
+    assert set(declared) <= set(pins), f"not pinned for the book: {set(declared) - set(pins)}"
+
+
+def test_environment_yml_installs_with_the_constraints():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_reqs = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    env_pins = _pins([r for r in pip_reqs if not r.startswith("-e")])
-    assert env_pins, "environment.yml pins nothing"
-    for name, spec in env_pins.items():
-        assert py_pins.get(name) == spec, f"{name}: environment.yml says {spec}, pyproject.toml {py_pins.get(name)}"
-    for required in ("torch", "torchvision", "jupyter-book"):
-        assert required in env_pins and required in py_pins
-    assert py_pins["torch"] == "==2.14.1" and py_pins["torchvision"] == "==0.29.1"
-    assert py_pins["jupyter-book"] == ">=1.0.4.post1,<2"
-    assert any(r.startswith("-e .[book,test]") for r in pip_reqs)
+    assert "-c constraints.txt" in pip_reqs and "-e .[book,test]" in pip_reqs
+    assert _pins([r for r in pip_reqs if not r.startswith("-")]) == {}, "pins belong in constraints.txt"
     assert any(str(d).startswith("python=3.11") for d in env["dependencies"])
+    assert re.search(r"pip install .*-c constraints\.txt -e '\.\[book,test\]'", (ROOT / "Makefile").read_text())
 
 
 def test_ci_runs_make_test():
@@ -84,19 +105,23 @@ def test_readme_population_example_runs():
 
 
 def test_every_public_module_declares_all_and_is_reachable():
-    """Every non-private module of the package defines ``__all__``, its names exist, and
-    ``import mixbook`` reaches it as an attribute (``bench`` on first use)."""
+    """Every non-private module of every floor defines ``__all__`` (a list whose names exist), its
+    floor lists it in its own ``__all__``, and ``import mixbook`` reaches it as
+    ``mixbook.<floor>.<module>`` (the chapters and the bench on first use)."""
     import importlib
 
     import mixbook
 
-    modules = sorted(p.stem for p in (ROOT / "mixbook").glob("*.py") if not p.stem.startswith("_"))
-    assert len(modules) >= 20
-    for name in modules:
-        module = importlib.import_module(f"mixbook.{name}")
-        assert isinstance(getattr(module, "__all__", None), list), f"mixbook.{name} has no __all__"
+    modules = sorted(p.relative_to(ROOT / "mixbook").with_suffix("").parts
+                     for p in (ROOT / "mixbook").glob("*/*.py") if not p.stem.startswith("_"))
+    assert len(modules) >= 35
+    for floor, name in modules:
+        module = importlib.import_module(f"mixbook.{floor}.{name}")
+        assert isinstance(getattr(module, "__all__", None), list), f"mixbook.{floor}.{name} has no __all__"
         missing = [n for n in module.__all__ if not hasattr(module, n)]
-        assert not missing, f"mixbook.{name}.__all__ names missing attributes: {missing}"
-        assert getattr(mixbook, name) is module, f"import mixbook does not reach mixbook.{name}"
-        assert name in mixbook.__all__, name
+        assert not missing, f"mixbook.{floor}.{name}.__all__ names missing attributes: {missing}"
+        package = getattr(mixbook, floor)
+        assert getattr(package, name) is module, f"import mixbook does not reach mixbook.{floor}.{name}"
+        assert name in package.__all__ or floor == "bench", f"mixbook.{floor}.__all__ lacks {name}"
+        assert floor in mixbook.__all__
     assert mixbook.ManifoldMixup is mixbook.methods.manifold.ManifoldMixup

@@ -5,9 +5,12 @@ computation written out by hand with the same generator state (the sampler's dra
 the loss form), so the registry entries are the methods the chapters describe."""
 
 import functools
+import os
 import random
 import re
-import types
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,10 @@ from mixbook.core import hooks, losses, registry
 from mixbook.methods import cutmix, manifold, mixup, multimix, reformulation, zeta
 from mixbook.chapters import synthetic
 from mixbook.core.mixing import Mixing
+
+import test_layers
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setup(seed=0, b=12):
@@ -103,36 +110,68 @@ def test_a_partial_of_any_sample_is_a_training_method():
     assert repr(method) == "SamplerMethod(mixbook.methods.zeta.sample(gamma=2.0), at='input', loss='soft')"
 
 
-def _readme_method_module() -> types.ModuleType:
-    """The module README's "Adding a mixing method" shows, loaded as ``mixbook.flipmix``."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if b.startswith("# mixbook/flipmix.py"))
-    module = types.ModuleType("mixbook.flipmix")
-    module.__package__ = "mixbook"
-    exec(compile(code, "README.md (mixbook/flipmix.py)", "exec"), module.__dict__)
-    return module
+def _readme_blocks() -> tuple[str, str]:
+    """README's "Adding a mixing method": the module and the line for ``mixbook/methods/__init__.py``."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Adding a mixing method"):]
+    section = section[: section.index("\n## ", 3)] if "\n## " in section[3:] else section
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    module = next(b for b in blocks if b.startswith("# mixbook/methods/flipmix.py"))
+    line = next(b for b in blocks if b.strip().startswith("from . import flipmix")).strip()
+    return module, line
 
 
-def test_the_readme_method_is_one_module_and_a_register_call():
-    """README's "Adding a mixing method": the module, as printed there, is a sampler and a
-    registered training method that fit, make_method and synthetic_set take."""
-    flipmix = _readme_method_module()
-    try:
-        assert repr(train.make_method("flipmix")) == "flipmix(lam=0.7)"
-        with pytest.raises(ValueError, match="lam"):
-            train.make_method("flipmix", lam=2.0)              # checked when built
-        x, y = torch.rand(6, 2), torch.arange(6) % 2
-        m = flipmix.sample(x, y, lam=0.6)
-        torch.testing.assert_close(m.apply(x), 0.6 * x + 0.4 * x.flip(0))
-        split = data.two_moons(n_train=32, n_test=32, seed=0)
-        hist = train.fit(models.MLP(2, 2, (8,)), split, "flipmix", epochs=1, batch_size=8, seed=0, device="cpu",
-                         progress=False)
-        assert hist.method == "flipmix(lam=0.7)"
-        s = synthetic.synthetic_set(x, y, 2, functools.partial(flipmix.sample, lam=0.6), size=5, batch_size=6,
-                                    generator=torch.Generator().manual_seed(0))
-        assert s.x.shape == (5, 2)
-    finally:
-        del registry.SPECS["flipmix"]
+def test_the_readme_method_touches_what_the_readme_says(tmp_path):
+    """Done as README says (the module, one line in the methods package), in a copy of the package:
+    the new name is registered, trains with fit, is made by make_method, runs in population.repeat,
+    is in the methods package's __all__ and in the bench, and the floors still hold."""
+    module, line = _readme_blocks()
+    pkg = tmp_path / "mixbook"
+    shutil.copytree(ROOT / "mixbook", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "methods" / "flipmix.py").write_text(module)
+    init = pkg / "methods" / "__init__.py"
+    text = init.read_text()
+    last = max(m.end() for m in re.finditer(r"^from \. import \w+$", text, re.M))
+    init.write_text(text[:last] + "\n" + line + text[last:])
+    changed = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.py")
+                     if not (ROOT / p.relative_to(tmp_path)).exists()
+                     or (ROOT / p.relative_to(tmp_path)).read_bytes() != p.read_bytes())
+    assert changed == ["mixbook/methods/__init__.py", "mixbook/methods/flipmix.py"]
+    graph = test_layers.import_graph(tmp_path)
+    assert "mixbook.methods.flipmix" in graph["mixbook.methods"]
+    assert test_layers.upward_imports(graph) == [] and test_layers.cycles(graph) == []
+    script = """
+import functools, torch, mixbook
+from mixbook.chapters import synthetic
+from mixbook.methods import flipmix
+from mixbook.training import data, models, population
+assert mixbook.__file__.startswith(%r), mixbook.__file__
+assert "flipmix" in mixbook.methods.__all__ and "flipmix" in mixbook.core.registry.names()
+assert repr(mixbook.make_method("flipmix")) == "flipmix(lam=0.7)"
+try:
+    mixbook.make_method("flipmix", lam=2.0)
+    raise SystemExit("lam=2.0 was accepted")
+except ValueError as e:
+    assert "lam" in str(e)
+x, y = torch.rand(6, 2), torch.arange(6) %% 2
+torch.testing.assert_close(flipmix.sample(x, y, lam=0.6).apply(x), 0.6 * x + 0.4 * x.flip(0))
+split = data.two_moons(n_train=32, n_test=32, seed=0)
+hist = mixbook.fit(models.MLP(2, 2, (8,)), split, "flipmix", epochs=1, batch_size=8, seed=0, device="cpu",
+                   progress=False)
+assert hist.method == "flipmix(lam=0.7)" and len(hist.epochs) == 1
+frame = population.repeat(lambda: models.MLP(2, 2, (8,)), split, {"flip": "flipmix"}, [0, 1], epochs=1,
+                          batch_size=8, device="cpu", progress=False)
+assert list(frame.method) == ["flip", "flip"]
+s = synthetic.synthetic_set(x, y, 2, functools.partial(flipmix.sample, lam=0.6), size=5, batch_size=6,
+                            generator=torch.Generator().manual_seed(0))
+assert s.x.shape == (5, 2)
+assert "mixbook_flipmix" in [e.op for e in mixbook.bench.entries()]
+print("the README method: registered, fit, make_method, population.repeat, synthetic_set, methods.__all__, bench")
+""" % str(tmp_path)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    print(f"files a new method touches: {changed} (and its test file)\n{run.stdout.strip()}")
 
 
 def test_registered_reprs_name_the_method_and_its_options():
