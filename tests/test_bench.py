@@ -19,13 +19,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from mixbook import bench
+from mixbook.core.benchmark import BenchEntry, Limit, Target
 from mixbook.methods import reformulation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ class FakeClock:
 
 def test_median_min_and_ratio_on_a_fake_clock(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(bench.timing, "time", SimpleNamespace(perf_counter=clock.perf_counter))
     # 2 warm-up calls, then 5 repeats; skewed, so that the median is not the mean (12 and 23).
     durations = {"a": iter([90.0, 90.0, 1.0, 50.0, 3.0, 4.0, 2.0]),
                  "b": iter([90.0, 90.0, 2.0, 4.0, 6.0, 95.0, 8.0])}
@@ -92,7 +93,7 @@ def test_median_min_and_ratio_on_a_fake_clock(monkeypatch):
 
 def test_per_call_time_divides_by_number(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(bench.timing, "time", SimpleNamespace(perf_counter=clock.perf_counter))
 
     def op():
         clock.now += 0.5
@@ -137,7 +138,7 @@ def test_bad_arguments(kwargs, exc, match):
 
 def test_min_time_raises_calls_per_repeat(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(bench.timing, "time", SimpleNamespace(perf_counter=clock.perf_counter))
 
     def fast():
         clock.now += 0.001
@@ -295,13 +296,14 @@ def test_targets_pass_and_fail_on_known_numbers():
     assert "per-sample lambda >= 85% of copy bandwidth (>= 100 MB moved)" not in got
     assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["measured"] == pytest.approx(1.6)
     assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["pass"] is False
-    assert {t[0] for t in bench.TARGETS_CPU if t[5] == "image"} <= set(got)
+    assert {t.name for e in bench.entries() if e.kind == "image" for t in e.targets} <= set(got)
     # NumPy scalars (what ratios of pandas medians are) come out as plain Python values: --json writes them
     image["ops"]["mixbook_mixup"]["copy_fraction"] = np.float64(0.9)
     numpy_got = bench.evaluate_targets([image], "cpu")
     json.dumps(numpy_got, allow_nan=False)
     assert all(type(t["pass"]) is bool for t in numpy_got)
-    assert set(got) - {t[0] for t in bench.TARGETS_CPU} <= {t[0] for t in bench.LIMITS if t[5] == "image"}
+    assert set(got) - {t.name for t in bench.TARGETS_CPU} <= \
+        {lim.name for e in bench.entries() if e.kind == "image" for lim in e.limits}
 
     gpu = _fake_case("image", 256, "bfloat16", {
         "mixbook_mixup": {"role": "mixbook", "copy_fraction": 0.8, "bytes": 300e6, "median_s": 1.0,
@@ -316,7 +318,7 @@ def test_targets_pass_and_fail_on_known_numbers():
     assert by[("no host sync in mixbook ops", "mixbook_mixup")]["pass"] is True
     assert by[("no host sync in mixbook ops", "mixbook_zeta")]["pass"] is False
     assert "sync!" in by[("no host sync in mixbook ops", "mixbook_zeta")]["note"]
-    assert not any(t["name"] in {x[0] for x in bench.TARGETS_CPU} for t in got)   # speed-ups: CPU only
+    assert not any(t["name"] in {x.name for x in bench.TARGETS_CPU} for t in got)   # speed-ups: CPU only
 
 
 OP_KEYS = {"role", "family", "median_s", "min_s", "number", "ops_per_s", "bytes", "gb_per_s", "copy_fraction",
@@ -346,7 +348,7 @@ def test_quick_cli_writes_the_documented_json(quick_run):
     assert [c["name"] for c in result["cases"]] == ["image3x32x32_b32_float32", "embedding512_b32_n1000_float32"]
     image, emb = result["cases"]
     for case, kind in ((image, "image"), (emb, "embedding")):   # every declared entry of the kind, and only those
-        declared = {e["op"] for e in bench.entries() if e["kind"] == kind}
+        declared = {e.op for e in bench.entries() if e.kind == kind}
         assert {k for k, r in case["ops"].items() if r["role"] == "mixbook"} == declared and declared
         assert case["ops"]["copy"]["role"] == "baseline" and "matmul" in case["ops"]
     for case in result["cases"]:
@@ -364,8 +366,9 @@ def test_quick_cli_writes_the_documented_json(quick_run):
     mix = image["ops"]["mixbook_mixup"]
     assert mix["bytes"] == bench.bytes_moved("pairwise", batch=32, features=3072, itemsize=4, num_classes=100)
     names = {t["name"] for t in result["targets"]}
-    assert {t[0] for t in bench.TARGETS_CPU} <= names                  # every speed-up, at every size
-    assert {t[0] for t in bench.LIMITS if t[2] == "matmul_ratio"} <= names   # the quick cases are below 100 MB
+    assert {t.name for t in bench.TARGETS_CPU} <= names                  # every speed-up, at every size
+    # the quick cases move less than 100 MB: only the matmul limits apply
+    assert {lim.name for lim in bench.LIMITS if lim.measure == "matmul_ratio"} <= names
     for t in result["targets"]:
         assert set(t) == {"name", "case", "measured", "target", "pass", "note"} and isinstance(t["pass"], bool)
     assert "mixbook_mixup" in proc.stdout and "targets:" in proc.stdout
@@ -429,20 +432,22 @@ class _FakeModule:
     def _make(x, y, num_classes, n):
         return lambda: x.mul(0.5)                       # a "pairwise" op for the harness's purposes
 
-    BENCH = ({"op": "mixbook_fake", "kind": "image", "family": "pairwise", "make": _make.__func__,
-              "targets": (("fake >= 1000x torchvision MixUp", "torchvision_mixup", 1000.0, None),),
-              "limits": (("fake >= 99% of copy", "copy_fraction", 0.99, None),)},)
+    BENCH = (BenchEntry(op="mixbook_fake", kind="image", family="pairwise", make=_make.__func__,
+                        targets=(Target("fake >= 1000x torchvision MixUp", peer="torchvision_mixup", minimum=1000.0),
+                                 Target("fake >= 1x timm elem at b = 64", peer="timm_elem", minimum=1.0, batches=(64,))),
+                        limits=(Limit("fake >= 99% of copy", measure="copy_fraction", bound=0.99),)),)
 
 
 def test_the_harness_runs_what_the_modules_declare(monkeypatch):
     from mixbook.methods import multimix, mixup, zeta
 
-    assert [e["op"] for e in bench.entries()] == \
-        [e["op"] for m in (mixup, multimix, zeta) for e in m.BENCH]           # discovered, in module-name order
-    monkeypatch.setattr(bench, "BENCH_MODULES", (mixup, zeta, multimix, _FakeModule))
+    assert [e.op for e in bench.entries()] == \
+        [e.op for m in (mixup, zeta, multimix) for e in m.BENCH]   # discovered, in mixbook.methods.__all__ order
+    assert all(isinstance(e, BenchEntry) for e in bench.entries())
+    monkeypatch.setattr(bench.targets, "BENCH_MODULES", (mixup, zeta, multimix, _FakeModule))
     cases, _ = bench.make_cases("cpu", quick=True, batches=(8,), image_sizes=(32,))
     case = next(c for c in cases if c.kind == "image")
-    rec = bench._run_case(case, torch.device("cpu"), repeats=2, warmup=0, min_time=1e-4, seed=0)
+    rec = bench.harness._run_case(case, torch.device("cpu"), repeats=2, warmup=0, min_time=1e-4, seed=0)
     fake = rec["ops"]["mixbook_fake"]
     assert fake["role"] == "mixbook" and fake["family"] == "pairwise"
     assert set(fake["speedup_vs"]) == {k for k, r in rec["ops"].items() if r["role"] == "peer" and r["family"] == "pairwise"}
@@ -450,16 +455,17 @@ def test_the_harness_runs_what_the_modules_declare(monkeypatch):
     mine = [t for t in targets if t["name"] == "fake >= 1000x torchvision MixUp"]
     assert len(mine) == 1 and mine[0]["pass"] is False and mine[0]["measured"] == fake["speedup_vs"]["torchvision_mixup"]
     assert [t for t in targets if t["name"] == "fake >= 99% of copy"][0]["measured"] == fake["copy_fraction"]
-    assert "fake >= 99% of copy" in {t[0] for t in bench._limits()}
+    assert "fake >= 99% of copy" in {lim.name for e in bench.entries() for lim in e.limits}
+    assert not any(t["name"].startswith("fake >= 1x timm elem") for t in targets)   # batches=(64,): not at b = 8
 
 
 def test_compiled_variants_are_timed_against_the_same_peers_and_targets(monkeypatch):
     from mixbook.methods import mixup
 
-    monkeypatch.setattr(bench, "BENCH_MODULES", (mixup,))
+    monkeypatch.setattr(bench.targets, "BENCH_MODULES", (mixup,))
     cases, _ = bench.make_cases("cpu", quick=True, batches=(8,), image_sizes=(32,))
     case = next(c for c in cases if c.kind == "image")
-    rec = bench._run_case(case, torch.device("cpu"), repeats=1, warmup=0, min_time=1e-4, seed=0, compiled=True)
+    rec = bench.harness._run_case(case, torch.device("cpu"), repeats=1, warmup=0, min_time=1e-4, seed=0, compiled=True)
     assert not rec["notes"], rec["notes"]
     for op in ("mixbook_mixup", "mixbook_mixup_per_sample"):
         eager, compiled = rec["ops"][op], rec["ops"][op + bench.COMPILED_SUFFIX]
@@ -471,7 +477,7 @@ def test_compiled_variants_are_timed_against_the_same_peers_and_targets(monkeypa
             "per-sample lambda >= 1.0x timm elem [compiled]"} <= names
     # what the compiled call computes is a mixup: convex combinations of the batch and soft targets
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 100, (8,))
-    out, targets = bench._compiled_call(mixup.BENCH[0]["make"](x, y, 100, None), "mixup", [])()
+    out, targets = bench.timing._compiled_call(mixup.BENCH[0].make(x, y, 100, None), "mixup", [])()
     assert out.shape == x.shape and out.min() >= x.min() and out.max() <= x.max()
     torch.testing.assert_close(targets.sum(1), torch.ones(8))
     assert int((targets > 0).sum(1).max()) <= 2
@@ -479,22 +485,51 @@ def test_compiled_variants_are_timed_against_the_same_peers_and_targets(monkeypa
 
 def test_a_call_that_does_not_compile_is_noted_not_timed():
     x, notes = torch.ones(4), []
-    assert bench._compiled_call(lambda: x + 1 if x.sum() > 0 else x, "mixbook_host_read", notes) is None  # data-dependent
+    assert bench.timing._compiled_call(lambda: x + 1 if x.sum() > 0 else x, "mixbook_host_read", notes) is None  # data-dependent
     assert len(notes) == 1 and notes[0].startswith("mixbook_host_read: torch.compile failed")
 
 
-@pytest.mark.parametrize("entry, match", [
-    ({"op": "x", "kind": "image", "family": "pairwise", "make": None}, "needs the keys"),
-    ({"op": "x", "kind": "video", "family": "pairwise", "make": None, "targets": ()}, "kind must be"),
-    ({"op": "x", "kind": "image", "family": "nope", "make": None, "targets": ()}, "family one of"),
-    ({"op": "x", "kind": "image", "family": "copy", "make": None, "targets": (), "extra": 1}, "needs the keys"),
-])
-def test_bad_entries_are_refused(entry, match):
-    module = type("M", (), {"BENCH": (entry,), "__name__": "m"})
-    with pytest.raises(ValueError, match=match):
-        bench.entries([module])
-    twice = type("M", (), {"BENCH": ({**entry, "kind": "image", "family": "copy", "targets": ()},) * 2})
-    if "extra" not in entry and "targets" in entry:
-        with pytest.raises(ValueError, match="distinct"):
-            bench.entries([twice])
+def _entry(**fields):
+    return BenchEntry(**{"op": "x", "kind": "image", "family": "pairwise", "make": lambda x, y, c, n: x.clone,
+                         **fields})
 
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: _entry(kind="video"), ValueError, r"BenchEntry\.kind must be one of \('image', 'embedding'\)"),
+    (lambda: _entry(family="nope"), ValueError, r"BenchEntry\.family must be one of \('pairwise', 'dense', 'copy'\)"),
+    (lambda: _entry(op=""), TypeError, r"BenchEntry\.op"),
+    (lambda: _entry(make=None), TypeError, r"BenchEntry\.make must be callable"),
+    (lambda: _entry(targets=(("name", "peer", 1.0, None),)), TypeError, r"BenchEntry\.targets must hold Target"),
+    (lambda: _entry(limits=Limit("l", "matmul_ratio", 1.5)), TypeError, r"BenchEntry\.limits must be a tuple"),
+    (lambda: Limit("l", "bandwidth", 0.85), ValueError,
+     r"Limit\.measure must be one of \('copy_fraction', 'matmul_ratio'\)"),
+    (lambda: Limit("l", "copy_fraction", 0.0), ValueError, r"Limit\.bound"),
+    (lambda: Limit("l", "matmul_ratio", 1.5, min_mb=100.0), ValueError, r"Limit\.min_mb"),
+    (lambda: Limit("l", "copy_fraction", 0.85, min_mb=-1.0), ValueError, r"Limit\.min_mb"),
+    (lambda: Target("t", "timm_elem", -1.0), ValueError, r"Target\.minimum"),
+    (lambda: Target("t", "timm_elem", "1"), TypeError, r"Target\.minimum"),
+    (lambda: Target("t", "timm_elem", 1.0, batches=(32, 0)), ValueError, r"Target\.batches"),
+    (lambda: Target("t", "", 1.0), TypeError, r"Target\.peer"),
+])
+def test_bad_entries_are_refused_naming_the_field(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_entries_are_frozen_and_normalised():
+    e = _entry(targets=[Target("t", "timm_elem", 1, batches=[32, 256])], limits=[Limit("l", "copy_fraction", 1)])
+    assert isinstance(e.targets, tuple) and isinstance(e.limits, tuple)
+    assert e.targets[0].batches == (32, 256) and type(e.targets[0].minimum) is float and e.limits[0].bound == 1.0
+    with pytest.raises(AttributeError):
+        e.op = "y"
+
+
+def test_bad_modules_are_refused():
+    as_dict = ModuleType("m")
+    as_dict.BENCH = ({"op": "x", "kind": "image", "family": "pairwise", "make": None},)   # the old dict form
+    with pytest.raises(TypeError, match=r"m\.BENCH must hold mixbook\.core\.benchmark\.BenchEntry"):
+        bench.entries([as_dict])
+    twice = type("M", (), {"BENCH": (_entry(),) * 2})
+    with pytest.raises(ValueError, match="distinct"):
+        bench.entries([twice])
+    assert bench.entries([type("M", (), {})]) == ()                     # a module without BENCH declares nothing

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ..core import _checks, _random
+from ..core.benchmark import BenchEntry, Limit, Target
 from ..core.distributions import beta
 from ..core.mixing import Mixing, MixingTransform
 from ..core.registry import MethodSpec, register
@@ -224,16 +225,18 @@ def _bench(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, per_sample: bo
 
 
 BENCH = (
-    {"op": "mixbook_mixup", "kind": "image", "family": "pairwise",
-     "make": lambda x, y, num_classes, n: _bench(x, y, num_classes, per_sample=False),
-     "targets": (("pairwise >= 1.0x torchvision MixUp", "torchvision_mixup", 1.0, None),
-                 ("pairwise >= 1.0x timm batch (in place)", "timm_batch", 1.0, None),
-                 ("pairwise >= 1.0x timm batch (fresh clone)", "timm_batch_clone", 1.0, None)),
-     "limits": (("pairwise >= 85% of copy bandwidth (>= 100 MB moved)", "copy_fraction", 0.85, 100.0),)},
-    {"op": "mixbook_mixup_per_sample", "kind": "image", "family": "pairwise",
-     "make": lambda x, y, num_classes, n: _bench(x, y, num_classes, per_sample=True),
-     "targets": (("per-sample lambda >= 1.0x timm elem", "timm_elem", 1.0, None),),
-     "limits": (("per-sample lambda >= 85% of copy bandwidth (>= 100 MB moved)", "copy_fraction", 0.85, 100.0),)},
+    BenchEntry(op="mixbook_mixup", kind="image", family="pairwise",
+               make=lambda x, y, num_classes, n: _bench(x, y, num_classes, per_sample=False),
+               targets=(Target("pairwise >= 1.0x torchvision MixUp", peer="torchvision_mixup", minimum=1.0),
+                        Target("pairwise >= 1.0x timm batch (in place)", peer="timm_batch", minimum=1.0),
+                        Target("pairwise >= 1.0x timm batch (fresh clone)", peer="timm_batch_clone", minimum=1.0)),
+               limits=(Limit("pairwise >= 85% of copy bandwidth (>= 100 MB moved)", measure="copy_fraction",
+                             bound=0.85, min_mb=100.0),)),
+    BenchEntry(op="mixbook_mixup_per_sample", kind="image", family="pairwise",
+               make=lambda x, y, num_classes, n: _bench(x, y, num_classes, per_sample=True),
+               targets=(Target("per-sample lambda >= 1.0x timm elem", peer="timm_elem", minimum=1.0),),
+               limits=(Limit("per-sample lambda >= 85% of copy bandwidth (>= 100 MB moved)", measure="copy_fraction",
+                             bound=0.85, min_mb=100.0),)),
 )
-"""What :mod:`mixbook.bench` times for this module (see :data:`mixbook.bench.ENTRY_KEYS`): one λ a
-batch and one λ an example, sample + apply + targets, with their speed targets against peers."""
+"""What :mod:`mixbook.bench` times for this module (:class:`~mixbook.core.benchmark.BenchEntry`): one
+λ a batch and one λ an example, sample + apply + targets, with their speed targets against peers."""

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import _checks, hooks
+from ..core.benchmark import BenchEntry, Limit, Target
 from ..core.distributions import dirichlet
 from ..core.mixing import DenseMixingTransform, Mixing
 from ..core.losses import _one_hot, soft_ce
@@ -458,8 +459,10 @@ def _bench(z: torch.Tensor, y: torch.Tensor, num_classes: int, n: int | None):
 
 
 BENCH = (
-    {"op": "mixbook_multimix", "kind": "embedding", "family": "dense", "make": _bench,
-     "targets": (("multimix >= 1.0x NumPy reference", "numpy_multimix", 1.0, None),),
-     "limits": (("multimix <= 1.5x one matmul of its shape (sampling included)", "matmul_ratio", 1.5, None),)},
+    BenchEntry(op="mixbook_multimix", kind="embedding", family="dense", make=_bench,
+               targets=(Target("multimix >= 1.0x NumPy reference", peer="numpy_multimix", minimum=1.0),),
+               limits=(Limit("multimix <= 1.5x one matmul of its shape (sampling included)", measure="matmul_ratio",
+                             bound=1.5),)),
 )
-"""What :mod:`mixbook.bench` times for this module: ``n`` Dirichlet mixes of ``(b, d)`` embeddings."""
+"""What :mod:`mixbook.bench` times for this module (:class:`~mixbook.core.benchmark.BenchEntry`):
+``n`` Dirichlet mixes of ``(b, d)`` embeddings."""

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 
 from ..core import _checks, _random
+from ..core.benchmark import BenchEntry, Limit, Target
 from ..core.mixing import DenseMixingTransform, Mixing
 from ..core.registry import MethodSpec, register
 
@@ -313,8 +314,10 @@ def _bench(x: torch.Tensor, y: torch.Tensor, num_classes: int, n: int | None):
 
 
 BENCH = (
-    {"op": "mixbook_zeta", "kind": "image", "family": "dense", "make": _bench,
-     "targets": (("zeta >= 1.0x NumPy reference", "numpy_zeta", 1.0, None),),
-     "limits": (("zeta <= 1.5x one matmul of its shape (sampling included)", "matmul_ratio", 1.5, None),)},
+    BenchEntry(op="mixbook_zeta", kind="image", family="dense", make=_bench,
+               targets=(Target("zeta >= 1.0x NumPy reference", peer="numpy_zeta", minimum=1.0),),
+               limits=(Limit("zeta <= 1.5x one matmul of its shape (sampling included)", measure="matmul_ratio",
+                             bound=1.5),)),
 )
-"""What :mod:`mixbook.bench` times for this module: the weights and the mixing (sample + apply)."""
+"""What :mod:`mixbook.bench` times for this module (:class:`~mixbook.core.benchmark.BenchEntry`): the
+weights and the mixing (sample + apply)."""
