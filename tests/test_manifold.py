@@ -663,3 +663,26 @@ def test_fit_decomposed_bad_arguments():
         manifold_gradient.fit_decomposed(f, g, x, y[:, 0], xt, yt, mode="erm")
     with pytest.raises(ValueError, match="y_test"):
         manifold_gradient.fit_decomposed(f, g, x, y, xt, yt[:-1], mode="erm")
+
+
+def test_the_class_and_the_registered_method_are_one_manifold_mixup():
+    """ManifoldMixup draws from the registered spec with the same layer draw: for the same generator
+    and seed, the class and the training method pick the same λ, partners and layers."""
+    torch.manual_seed(0)
+    model = models.MLP(2, 2, (8, 8))
+    mm = ManifoldMixup(model, MLP_LAYERS, alpha=0.7, seed=3)
+    method = train.make_method("manifold_mixup", layers=MLP_LAYERS, alpha=0.7, seed=3)
+    assert mm.spec.sampler is method.sampler is mixup.sample
+    assert {k: v for k, v in mm.spec.hyper_parameters.items() if k != "pairing"} == method.hp
+    x, y = torch.randn(16, 2), torch.arange(16) % 2
+    chosen = set()
+    for step in range(12):
+        m, layer = mm.draw(x, y, generator=cpu_gen(step))
+        s = method.prepare(model, x, y, 2, cpu_gen(step))
+        chosen.add(layer)
+        assert s.layer == layer
+        if layer == "input":
+            torch.testing.assert_close(s.inputs, m.apply(x), rtol=0, atol=0)
+        else:
+            assert torch.equal(s.args[0], m.partner) and torch.equal(s.args[1], m.lam)
+    assert len(chosen) > 1

@@ -1,7 +1,7 @@
 """Run a model with a transform at one of its layers: the hook engine of every hidden-layer method.
 
 Manifold mixup (:mod:`mixbook.methods.manifold`), embedding-space MultiMix and dense MultiMix
-(:mod:`mixbook.training.train`, :mod:`mixbook.training.steps`) and the distributed global-batch mixing
+(:mod:`mixbook.methods.multimix`, :mod:`mixbook.training.steps`) and the distributed global-batch mixing
 (:mod:`mixbook.training.distributed`) all do one thing to a network they did not write: run it with the
 output ``h`` of the module at a path (``"features.2"``, as in ``model.get_submodule``) replaced by
 ``fn(h)``. :func:`transform_at` does it with a forward hook registered for that one call and
@@ -9,18 +9,22 @@ removed in a ``finally`` block; :func:`check_layers` validates candidate paths w
 list close matches; :func:`unwrap`, :func:`resolve` and :func:`submodule` see through
 ``DistributedDataParallel``/``DataParallel`` (``module.``) and ``torch.compile`` (``_orig_mod.``)
 wrappers, so a user names layers of their own network; :func:`check_not_compiled` refuses a
-compiled module, whose graph would not run the hook.
+compiled module, whose graph would not run the hook. :class:`LayerDraw` is the one draw of a layer
+among candidates (manifold mixup's, in :class:`~mixbook.methods.manifold.ManifoldMixup` and in the
+registered training method alike).
 """
 
 from __future__ import annotations
 
 import difflib
+import random
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["INPUT", "transform_at", "unwrap", "resolve", "submodule", "check_not_compiled", "check_layers"]
+__all__ = ["INPUT", "transform_at", "unwrap", "resolve", "submodule", "check_not_compiled", "check_layers",
+           "LayerDraw"]
 
 INPUT = "input"
 """The layer name that means "mix the input itself" (input mixup)."""
@@ -231,3 +235,36 @@ def check_layers(model: nn.Module, layers: object) -> tuple[str, ...]:
                 )
         out.append(path)
     return tuple(out)
+
+
+class LayerDraw:
+    """One layer drawn uniformly from ``layers`` at each :meth:`draw`, on the host.
+
+    A ``random.Random(seed)`` of its own (no device synchronisation, no other stream touched): the
+    sequence of layers depends on ``seed`` only, and :meth:`restart` begins it again (a new model
+    restarts it, as a separate run would). Manifold mixup (Verma et al. 2019) draws its layer so.
+
+    Args:
+        layers: non-empty tuple of candidate paths (``"input"`` allowed), already checked.
+        seed: seed of the host RNG.
+    """
+
+    def __init__(self, layers: Sequence[str], seed: int) -> None:
+        self.layers = tuple(layers)
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def draw(self) -> str:
+        """The next layer of the sequence."""
+        return self.layers[self._rng.randrange(len(self.layers))]
+
+    def restart(self) -> None:
+        """Begin the sequence again from ``seed``."""
+        self._rng = random.Random(self.seed)
+
+    def getstate(self) -> object:
+        return self._rng.getstate()
+
+    def setstate(self, state: object) -> None:
+        self._rng.setstate(state)
+

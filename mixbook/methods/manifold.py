@@ -11,6 +11,12 @@ are module paths (as in ``model.get_submodule(path)``), and the mixing is a forw
 registered for one forward pass only, that *returns* ``mixing.apply(output)``. The hook is
 removed in a ``finally`` block, so it never outlives the call, even when the forward raises.
 
+One manifold mixup: :func:`spec` (registered as ``"manifold_mixup"``, what :func:`mixbook.fit` trains)
+declares the sampler, its hyper-parameters, the candidate layers and the layer seed, and
+:class:`ManifoldMixup` draws from that same spec, with the same layer draw
+(:class:`mixbook.core.hooks.LayerDraw`): for the same generator and seed, the class and the
+training method pick the same λ, partners and layers.
+
 The analysis of chapter 3 lives apart: the gradient's four terms, gradient surgery and the
 two-network training loop in :mod:`mixbook.chapters.manifold_gradient`, the flatness of class
 representations in :func:`mixbook.training.metrics.flatness`, the hook engine in :mod:`mixbook.core.hooks`.
@@ -18,7 +24,7 @@ representations in :func:`mixbook.training.metrics.flatness`, the hook engine in
 
 from __future__ import annotations
 
-import random
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -28,7 +34,7 @@ from ..core import _checks
 from . import mixup
 from ..core.mixing import Mixing
 from ..core.registry import MethodSpec, register
-from ..core.hooks import INPUT, check_layers, check_not_compiled, submodule, transform_at
+from ..core.hooks import INPUT, LayerDraw, check_layers, check_not_compiled, submodule, transform_at
 
 # ====================================================================== the hook
 class ManifoldMixup:
@@ -54,6 +60,7 @@ class ManifoldMixup:
 
     Attributes:
         model, layers (a tuple), alpha, per_sample, pairing, generator, seed.
+        spec: the :class:`~mixbook.core.registry.MethodSpec` it draws from (:func:`spec`, with ``pairing``).
         last_layer: the layer chosen by the last call (``None`` before the first call); set
             before the forward pass runs, so after an exception it names the layer that failed.
 
@@ -123,7 +130,11 @@ class ManifoldMixup:
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.generator = generator
         self.seed = _checks.seed("seed", seed)
-        self._rng = random.Random(seed)
+        # the registered method's spec (one manifold mixup): its sampler and hyper-parameters, and the
+        # same layer draw as the training method built from it
+        base = spec(self.layers, alpha=self.alpha, per_sample=self.per_sample, seed=self.seed)
+        self.spec = dataclasses.replace(base, hyper_parameters={**base.hyper_parameters, "pairing": self.pairing})
+        self._draws = LayerDraw(self.layers, self.seed)
         self.last_layer: str | None = None
 
     def __call__(
@@ -160,9 +171,9 @@ class ManifoldMixup:
         (:mod:`mixbook.training.train` uses it to prepare a step before running the model).
         """
         x = _checks.tensor("x", x)
-        m = mixup.sample(x, y, alpha=self.alpha, per_sample=self.per_sample, pairing=self.pairing,
-                         generator=self.generator if generator is None else generator)
-        layer = self.layers[self._rng.randrange(len(self.layers))]
+        m = self.spec.sampler(x, y, generator=self.generator if generator is None else generator,
+                              **self.spec.hyper_parameters)
+        layer = self._draws.draw()
         self.last_layer = layer
         return m, layer
 
@@ -196,7 +207,7 @@ class ManifoldMixup:
         gen = self.generator
         return {"generator": None if gen is None else gen.get_state(),
                 "generator_device": None if gen is None else str(gen.device),
-                "layer_rng": self._rng.getstate(), "last_layer": self.last_layer, "layers": self.layers}
+                "layer_rng": self._draws.getstate(), "last_layer": self.last_layer, "layers": self.layers}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (the candidate layers must be the same)."""
@@ -208,7 +219,7 @@ class ManifoldMixup:
             if self.generator is None:
                 self.generator = torch.Generator(device=state.get("generator_device") or "cpu")
             self.generator.set_state(state["generator"])
-        self._rng.setstate(state["layer_rng"])
+        self._draws.setstate(state["layer_rng"])
         self.last_layer = state.get("last_layer")
 
     def __repr__(self) -> str:

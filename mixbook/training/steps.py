@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -102,7 +101,7 @@ class SamplerMethod(Method):
         self._probe = tuple(probe)
         self._pool: torch.Tensor | None = None
         self._model: nn.Module | None = None
-        self._rng = random.Random(self.layer_seed)
+        self._layers = hooks.LayerDraw(self.layers, self.layer_seed)
         self.name: str | None = None
         self.options: dict[str, Any] | None = None
         self._check_with_probe()
@@ -142,11 +141,11 @@ class SamplerMethod(Method):
                 hooks.check_layers(model, list(self.layers))
                 for path in self.layers:
                     hooks.check_not_compiled(model, path)
-            self._rng = random.Random(self.layer_seed)
+            self._layers.restart()
             self._model = model
         if not self._draw_layer:
             return self.layers[0]
-        return self.layers[self._rng.randrange(len(self.layers))]
+        return self._layers.draw()
 
     def prepare(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
                 generator: torch.Generator) -> Step:
