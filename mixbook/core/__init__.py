@@ -6,9 +6,10 @@ Dirichlet on the device), :mod:`~mixbook.core._random` (generator draws that sur
 ``torch.compile``), :mod:`~mixbook.core.losses`, :mod:`~mixbook.core.hooks` (run a model with a
 function at a layer), :mod:`~mixbook.core.step` (the training step and the one training-method
 base), :mod:`~mixbook.core.registry` (the method specs, declared by the method modules),
+:mod:`~mixbook.core.benchmark` (what a method declares about its speed, read by :mod:`mixbook.bench`),
 :mod:`~mixbook.core._checks` (argument checks) and :mod:`~mixbook.core.runtime` (seeds, devices).
 """
 
-from . import _checks, _random, distributions, fused, hooks, losses, mixing, registry, runtime, step
+from . import _checks, _random, benchmark, distributions, fused, hooks, losses, mixing, registry, runtime, step
 
-__all__ = ["_checks", "_random", "distributions", "fused", "hooks", "losses", "mixing", "registry", "runtime", "step"]
+__all__ = ["_checks", "_random", "benchmark", "distributions", "fused", "hooks", "losses", "mixing", "registry", "runtime", "step"]

@@ -51,14 +51,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..core import _checks, hooks
 from ..core.benchmark import BenchEntry, Limit, Target
 from ..core.distributions import dirichlet
 from ..core.mixing import DenseMixingTransform, Mixing
-from ..core.losses import _one_hot, soft_ce
+from ..core.losses import _one_hot, ce, clean_plus_soft_ce, soft_ce
 from ..core.registry import MethodSpec, register
 from ..core.step import Method
 
@@ -338,12 +337,6 @@ def _with_clean(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.T
     return lambda h: torch.cat([h, fn(h)])
 
 
-def _clean_plus_mixed(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, b: int) -> torch.Tensor:
-    """``CE(logits[:b], y) + CE_soft(logits[b:], targets)`` (no clean term when ``b == 0``)."""
-    mixed = soft_ce(logits[b:], targets)
-    return mixed if b == 0 else F.cross_entropy(logits[:b], y) + mixed
-
-
 class DenseMultiMix(Method):
     """Dense MultiMix (Venkataramanan et al. 2023): MultiMix per spatial position, CAM-weighted.
 
@@ -418,7 +411,8 @@ class DenseMultiMix(Method):
         if not self.per_position:
             logits = hooks.transform_at(model, x, self.layer, _with_clean(mixed) if self.clean else mixed,
                                            batch_size=b)
-            return _clean_plus_mixed(logits, y, stash["targets"], b if self.clean else 0)
+            targets = stash["targets"]
+            return clean_plus_soft_ce(logits, y, targets) if self.clean else soft_ce(logits, targets)
 
         def keep(features: torch.Tensor) -> torch.Tensor:   # the model goes on with the clean rows
             stash["map"] = mixed(features)
@@ -431,7 +425,7 @@ class DenseMultiMix(Method):
             dense = dense + head.bias.to(z.dtype)[None, :, None]
         targets = stash["targets"].permute(1, 2, 0).to(dense.dtype)            # (r, n, C) -> (n, C, r)
         mixed_loss = -(targets * torch.log_softmax(dense, dim=1)).sum(1).mean()
-        return mixed_loss + F.cross_entropy(clean_logits, y) if self.clean else mixed_loss
+        return mixed_loss + ce(clean_logits, y) if self.clean else mixed_loss
 
     def __repr__(self) -> str:
         name = "dense_multimix" if self.per_position else "dense_multimix_pooled"
