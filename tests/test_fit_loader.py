@@ -69,3 +69,23 @@ def test_bad_loader_arguments():
     triples = DataLoader(TensorDataset(split.x_train, split.y_train, split.y_train), batch_size=8)
     with pytest.raises(TypeError, match=r"\(x, y\) pairs"):
         train.fit(net, triples, "erm", num_classes=2, epochs=1, device="cpu", progress=False)
+
+
+def test_every_source_goes_through_the_one_epoch_loop(monkeypatch):
+    """A Split and a DataLoader are batch sources of the same loop (train._epochs), called once a fit."""
+    seen = []
+    loop = train._epochs
+
+    def spy(run, net, source, *args, **kwargs):
+        seen.append((type(source).__name__, source.steps, source.examples))
+        return loop(run, net, source, *args, **kwargs)
+
+    monkeypatch.setattr(train, "_epochs", spy)
+    split = data.two_moons(n_train=40, n_test=16, seed=0)
+    kw = dict(epochs=2, seed=1, device="cpu", progress=False)
+    hist = train.fit(models.MLP(2, 2, (4,)), split, "mixup", batch_size=16, **kw)
+    loader = DataLoader(TensorDataset(split.x_train, split.y_train), batch_size=8)
+    hist_l = train.fit(models.MLP(2, 2, (4,)), loader, "erm", num_classes=2, **kw)
+    assert seen == [("_SplitBatches", 3, 40), ("_LoaderBatches", 5, None)]
+    assert [e["epoch"] for e in hist.epochs] == [e["epoch"] for e in hist_l.epochs] == [1, 2]
+    assert "accuracy" in hist.final and "accuracy" not in hist_l.final

@@ -200,6 +200,11 @@ def train(
     layer's weights stacked over the seeds, one batched matmul per layer): Adam updates element
     by element, so each member follows its own run, and a member's result does not depend on the
     other seeds. Returns one :class:`GANRun` per seed, in order.
+
+    Not :func:`mixbook.training.train.fit`'s loop: a GAN has two players with two optimisers
+    and alternating steps on fresh draws (no data set to iterate over, no epochs), and is judged
+    by its samples (:class:`GANRun`), not by a classifier's
+    :class:`~mixbook.training.train.History`.
     """
     loss = _checks.choice("loss", loss, LOSSES)
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:

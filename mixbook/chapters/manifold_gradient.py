@@ -271,6 +271,11 @@ def fit_decomposed(
     are evaluated on a fixed probe set of ``probe_size`` training pairs with fixed λ, and their
     norms recorded (whatever the mode, so the terms can be compared along any trajectory).
 
+    Not :func:`mixbook.training.train.fit`'s loop: a step is two networks whose gradient is
+    surgically split (only some terms reach ``F``), with squared-loss targets and plain Adam
+    without a schedule, and the record is the terms' norms, not fit's
+    :class:`~mixbook.training.train.History`.
+
     Args:
         feature, head: ``F`` and a linear ``G``; trained in place (Adam).
         x, y: ``(n, *)`` inputs and ``(n, k)`` float targets (one-hot for classification).

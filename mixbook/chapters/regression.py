@@ -46,6 +46,10 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: str = "er
         epochs: int = 200, batch_size: int = 64, lr: float = 3e-3, seed: int = 0) -> nn.Module:
     """Train ``model`` ``(b, d) -> (b, t)`` on ``(x, y)`` with squared error; returns the model.
 
+    Not :func:`mixbook.training.train.fit`'s loop, which trains classifiers on a ``Split`` with
+    cross-entropy methods: this is regression on real ``(n, t)`` targets (squared error, mixing of
+    inputs and targets here), AdamW at its default weight decay and no learning-rate schedule.
+
     Args:
         method: ``"erm"``, ``"mixup"`` (random pairs) or ``"local"`` (``k`` nearest pairs).
         alpha: α of Beta(α, α) for the mixing methods.
@@ -124,6 +128,10 @@ def fit_many(x: torch.Tensor, y: torch.Tensor, methods: list[str], seeds: list[i
     with one of the ``k`` nearest inputs of the batch, λ ~ Beta(α, α) per example; ``"erm"`` does
     not mix. Members do not interact: the loss is a sum of per-member means and AdamW acts
     element by element.
+
+    Not :func:`mixbook.training.train.fit`'s loop: all members train at once as one batched
+    ensemble, on regression targets with squared error (no classes, no
+    :class:`~mixbook.training.train.History`).
 
     Args:
         x: ``(n, d)`` inputs; y: ``(n, t)`` real targets.

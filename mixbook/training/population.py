@@ -152,6 +152,14 @@ def repeat(
 
 def _train_population(members, data: Split, dev: torch.device, epochs: int, batch_size: int, lr: float,
                       weight_decay: float, eval_every: int, progress: bool, optimizer: str, augment):
+    """Train ``members`` (``(label, seed, model, method)``) together; ``{(label, seed): History}``.
+
+    Not :func:`mixbook.training.train.fit`'s loop: a step here is one vmapped forward pass over
+    the members' stacked parameters (each member's own batch ``(k, b, *)`` and draws), not one
+    model's step, so only fit's pieces are shared: :func:`~mixbook.training.train.generators`,
+    :func:`~mixbook.training.train.optimizer_and_schedule` and
+    :class:`~mixbook.training.train.History`, with fit's record per member and epoch.
+    """
     k = len(members)
     models = [m for _, _, m, _ in members]
     for model in models:

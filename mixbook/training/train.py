@@ -1,4 +1,11 @@
-"""One training loop for every chapter: :func:`fit`, :func:`repeat`, :class:`History`.
+"""One training loop for the classifiers of every chapter: :func:`fit`, :func:`repeat`, :class:`History`.
+
+:func:`fit` is one epoch loop over a batch source (a ``Split`` in the seed's order, its shard on
+a rank of a process group, or a ``DataLoader``), with one optimiser and schedule
+(:func:`optimizer_and_schedule`), one :class:`History` and one evaluation cadence. The loops
+that cannot be it (the vmapped population of :mod:`mixbook.training.population`, gradient
+surgery in :mod:`mixbook.chapters.manifold_gradient`, the regressions of
+:mod:`mixbook.chapters.regression`, a GAN's two players in :mod:`mixbook.chapters.gan`) say why.
 
 A *method* turns a mini-batch into a loss (:class:`mixbook.core.step.Method`). ERM is
 ``CE(f(x), y)``; every mixing method is declared by its module as a spec
@@ -10,7 +17,7 @@ A *method* turns a mini-batch into a loss (:class:`mixbook.core.step.Method`). E
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,55 +265,149 @@ def fit(
         raise TypeError(f"augment must be a callable (x, generator) -> x or None, got {type(augment).__name__}")
 
     dev = resolve_device(device)
+    dist = torch.distributed
+    group = dist.is_available() and dist.is_initialized()
+    if group:                                    # data-parallel: DDP, the rank's streams, the shard
+        rank, world = dist.get_rank(), dist.get_world_size()
+        run, net, dev = _ddp(model, dev)
+        order_gen, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
+    else:
+        if isinstance(model, nn.parallel.DistributedDataParallel):  # pragma: no cover - DDP needs a group
+            raise TypeError("model is wrapped in DistributedDataParallel but no process group is initialised")
+        rank, world = 0, 1
+        run = net = model.to(dev)
+        order_gen, mix_gen = generators(seed, dev)
+        aug_gen = order_gen                      # one process: the order and augment share the data stream
     if loader:
-        return _fit_loader(model, data, method_obj, num_classes, test, epochs=epochs, lr=lr,
-                           weight_decay=weight_decay, seed=seed, dev=dev, eval_every=eval_every, progress=progress,
-                           optimizer=optimizer, augment=augment)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return _fit_distributed(model, data, method_obj, epochs=epochs, batch_size=batch_size, lr=lr,
-                                weight_decay=weight_decay, seed=seed, dev=dev, eval_every=eval_every,
-                                progress=progress, optimizer=optimizer, augment=augment)
-    if isinstance(model, nn.parallel.DistributedDataParallel):  # pragma: no cover - DDP needs a group
-        raise TypeError("model is wrapped in DistributedDataParallel but no process group is initialised")
-    data = data.to(dev)
-    model.to(dev)
-    data_gen, mix_gen = generators(seed, dev)
-    opt, sched = optimizer_and_schedule(model.parameters(), optimizer, lr, weight_decay,
-                                        epochs * -(-data.x_train.shape[0] // batch_size))
-    n = data.x_train.shape[0]
+        evaluated = None if test is None else test.to(dev)
+        source: _Batches = _LoaderBatches(data, dev)
+    else:
+        data = evaluated = data.to(dev)
+        num_classes = data.num_classes
+        source = _SplitBatches(data, batch_size, order_gen, dev, rank, world)
+    opt, sched = optimizer_and_schedule(run.parameters(), optimizer, lr, weight_decay, epochs * source.steps)
     history = History(method=repr(method_obj), seed=seed)
+    return _epochs(run, net, source, method_obj, num_classes, history, opt=opt, sched=sched, mix_gen=mix_gen,
+                   augment=augment, aug_gen=aug_gen, evaluated=evaluated, epochs=epochs, eval_every=eval_every,
+                   progress=progress, rank=rank, group=group)
 
-    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress, leave=False)
+
+class _Batches:
+    """A batch source of :func:`fit`'s one epoch loop (:func:`_epochs`).
+
+    ``dev``: the training device; ``steps``: the optimiser steps of an epoch on this rank (the
+    cosine schedule spans ``epochs × steps``); ``examples``: the examples of an epoch over all
+    ranks, the denominator of ``train_loss`` (``None``: counted as the batches come);
+    :meth:`epoch` gives the epoch's training batches ``(x (b, *), y (b,))`` on the device.
+    """
+
+    dev: torch.device
+    steps: int
+    examples: int | None
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of epoch ``epoch`` (1-based)."""
+        raise NotImplementedError
+
+
+class _SplitBatches(_Batches):
+    """The training part of a :class:`Split` on the device, in the order of :func:`fit`'s data stream.
+
+    Each epoch draws one permutation of the ``n`` training examples from ``order_gen`` (lazily,
+    when the first batch is asked for), pads it by repetition to ``per × world`` indices
+    (``per = ceil(n / world)``), keeps every ``world``-th from ``rank`` on and cuts that into
+    slices of ``batch_size``. One process is ``rank=0, world=1``: the whole permutation.
+    """
+
+    def __init__(self, data: Split, batch_size: int, order_gen: torch.Generator, dev: torch.device,
+                 rank: int = 0, world: int = 1) -> None:
+        self.data, self.batch_size, self.order_gen, self.dev = data, batch_size, order_gen, dev
+        self.rank, self.world = rank, world
+        self.n = data.x_train.shape[0]
+        self.per = -(-self.n // world)                    # examples per rank and epoch (padded)
+        self.steps = -(-self.per // batch_size)
+        self.examples = self.per * world
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, per, world, size = self.n, self.per, self.world, self.batch_size
+        order = torch.randperm(n, device=self.dev, generator=self.order_gen)   # the same on every rank
+        if per * world > n:
+            order = order.repeat(-(-per * world // n))[:per * world]
+        local = order[self.rank::world]
+        for i in range(0, per, size):
+            idx = local[i:i + size]
+            yield self.data.x_train[idx], self.data.y_train[idx]
+
+
+class _LoaderBatches(_Batches):
+    """A ``DataLoader`` of ``(x, y)`` batches, moved to the device as they come; its sampler gets
+    ``set_epoch(epoch - 1)`` when it has one (a ``DistributedSampler``)."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, dev: torch.device) -> None:
+        try:
+            self.steps = len(loader)
+        except TypeError as err:  # an IterableDataset without __len__
+            raise TypeError("data: the DataLoader must have a length (len(loader)) for the learning-rate schedule") from err
+        self.loader, self.dev, self.examples = loader, dev, None
+        self.sampler = getattr(loader, "sampler", None)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if callable(getattr(self.sampler, "set_epoch", None)):
+            self.sampler.set_epoch(epoch - 1)
+        return self._batches()
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError("data: the DataLoader must yield (x, y) pairs, got "
+                                f"{type(batch).__name__} of {len(batch) if hasattr(batch, '__len__') else '?'} items")
+            xb, yb = (t.to(self.dev, non_blocking=True) for t in batch)
+            yield xb, yb
+
+
+def _epochs(run: nn.Module, net: nn.Module, source: _Batches, method_obj: Method, num_classes: int,
+            history: History, *, opt, sched, mix_gen: torch.Generator, augment, aug_gen: torch.Generator,
+            evaluated: Split | None, epochs: int, eval_every: int, progress: bool, rank: int,
+            group: bool) -> History:
+    """:func:`fit`'s epoch loop, whatever the batch source; appends an epoch's record to ``history``.
+
+    Every batch ``(x (b, *), y (b,))`` of ``source``: ``augment(x, aug_gen)``, the method's loss
+    on ``run`` (the model, or its DDP wrapper) with ``mix_gen``, one optimiser and schedule step.
+    With ``group``, the summed loss (and, for a counted source, the example count) is reduced over
+    the ranks and the evaluation is sharded (:func:`_predict_sharded`); the progress bar shows on
+    rank 0. ``evaluated`` (``None``: training loss only) is evaluated on ``net`` every
+    ``eval_every`` epochs and after the last.
+    """
+    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
     for epoch in bar:
-        model.train()
+        batches = source.epoch(epoch)
+        run.train()
         start = time.perf_counter()
-        order = torch.randperm(n, device=dev, generator=data_gen)
-        total = _train_epoch(model, method_obj, data, (order[i:i + batch_size] for i in range(0, n, batch_size)),
-                             opt, sched, mix_gen, augment, data_gen)
-        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / n,
+        total = torch.zeros((), device=source.dev)
+        count = torch.zeros((), device=source.dev) if source.examples is None else None
+        for xb, yb in batches:
+            if augment is not None:
+                xb = augment(xb, aug_gen)
+            loss = method_obj.loss(run, xb, yb, num_classes, mix_gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * yb.shape[0]
+            if count is not None:
+                count += yb.shape[0]
+        if group:
+            torch.distributed.all_reduce(total)
+            if count is not None:
+                torch.distributed.all_reduce(count)
+        examples = source.examples if count is None else max(float(count), 1.0)
+        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / examples,
                                     "seconds": time.perf_counter() - start}
-        if epoch % eval_every == 0 or epoch == epochs:
-            record.update(evaluate_split(model, data))
+        if evaluated is not None and (epoch % eval_every == 0 or epoch == epochs):
+            record.update(evaluate_split(net, evaluated, _predict=_predict_sharded if group else None))
         history.epochs.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}")
     return history
-
-
-def _train_epoch(model: nn.Module, method_obj: Method, data: Split, batches: Iterable[torch.Tensor], opt, sched,
-                 mix_gen: torch.Generator, augment, aug_gen: torch.Generator) -> torch.Tensor:
-    """One pass over ``batches`` (index tensors into the training set): a step each; the summed loss·size (0-dim)."""
-    total = torch.zeros((), device=data.x_train.device)
-    for idx in batches:
-        xb = data.x_train[idx]
-        if augment is not None:
-            xb = augment(xb, aug_gen)
-        loss = method_obj.loss(model, xb, data.y_train[idx], data.num_classes, mix_gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        total += loss.detach() * idx.shape[0]
-    return total
 
 
 def _predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -336,100 +437,6 @@ def _ddp(model: nn.Module, dev: torch.device) -> tuple[nn.Module, nn.Module, tor
         return model, model.module, dev
     net = model.to(dev)
     return nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None), net, dev
-
-
-def _fit_distributed(model: nn.Module, data: Split, method_obj: Method, *, epochs: int, batch_size: int,
-                     lr: float, weight_decay: float, seed: int, dev: torch.device, eval_every: int,
-                     progress: bool, optimizer: str, augment) -> History:
-    """:func:`fit` across the ranks of the initialised process group (see :func:`fit`)."""
-    dist = torch.distributed
-    rank, world = dist.get_rank(), dist.get_world_size()
-    ddp, net, dev = _ddp(model, dev)
-    data = data.to(dev)
-    order_gen, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
-    n = data.x_train.shape[0]
-    per = -(-n // world)                                  # examples per rank and epoch (padded)
-    opt, sched = optimizer_and_schedule(ddp.parameters(), optimizer, lr, weight_decay,
-                                        epochs * -(-per // batch_size))
-    history = History(method=repr(method_obj), seed=seed)
-
-    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
-    for epoch in bar:
-        ddp.train()
-        start = time.perf_counter()
-        order = torch.randperm(n, device=dev, generator=order_gen)   # the same on every rank
-        if per * world > n:
-            order = order.repeat(-(-per * world // n))[:per * world]
-        local = order[rank::world]
-        total = _train_epoch(ddp, method_obj, data, (local[i:i + batch_size] for i in range(0, per, batch_size)),
-                             opt, sched, mix_gen, augment, aug_gen)
-        dist.all_reduce(total)
-        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / (per * world),
-                                    "seconds": time.perf_counter() - start}
-        if epoch % eval_every == 0 or epoch == epochs:
-            record.update(evaluate_split(net, data, _predict=_predict_sharded))
-        history.epochs.append(record)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
-    return history
-
-
-def _fit_loader(model: nn.Module, loader: torch.utils.data.DataLoader, method_obj: Method, num_classes: int,
-                test: Split | None, *, epochs: int, lr: float, weight_decay: float, seed: int, dev: torch.device,
-                eval_every: int, progress: bool, optimizer: str, augment) -> History:
-    """:func:`fit` on a ``DataLoader`` of ``(x, y)`` batches, in one process or across the ranks of the group."""
-    dist = torch.distributed
-    group = dist.is_available() and dist.is_initialized()
-    if group:
-        rank = dist.get_rank()
-        run, net, dev = _ddp(model, dev)
-        _, aug_gen, mix_gen = _rank_streams(seed, dev, rank)
-    else:
-        if isinstance(model, nn.parallel.DistributedDataParallel):  # pragma: no cover - DDP needs a group
-            raise TypeError("model is wrapped in DistributedDataParallel but no process group is initialised")
-        rank, run, net = 0, model.to(dev), model
-        aug_gen, mix_gen = generators(seed, dev)
-    if test is not None:
-        test = test.to(dev)
-    try:
-        steps_per_epoch = len(loader)
-    except TypeError as err:  # an IterableDataset without __len__
-        raise TypeError("data: the DataLoader must have a length (len(loader)) for the learning-rate schedule") from err
-    opt, sched = optimizer_and_schedule(run.parameters(), optimizer, lr, weight_decay, epochs * steps_per_epoch)
-    history = History(method=repr(method_obj), seed=seed)
-    sampler = getattr(loader, "sampler", None)
-
-    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
-    for epoch in bar:
-        if callable(getattr(sampler, "set_epoch", None)):
-            sampler.set_epoch(epoch - 1)
-        run.train()
-        start = time.perf_counter()
-        total = torch.zeros((), device=dev)
-        count = torch.zeros((), device=dev)
-        for batch in loader:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                raise TypeError("data: the DataLoader must yield (x, y) pairs, got "
-                                f"{type(batch).__name__} of {len(batch) if hasattr(batch, '__len__') else '?'} items")
-            xb, yb = (t.to(dev, non_blocking=True) for t in batch)
-            if augment is not None:
-                xb = augment(xb, aug_gen)
-            loss = method_obj.loss(run, xb, yb, num_classes, mix_gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach() * yb.shape[0]
-            count += yb.shape[0]
-        if group:
-            dist.all_reduce(total)
-            dist.all_reduce(count)
-        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / max(float(count), 1.0),
-                                    "seconds": time.perf_counter() - start}
-        if test is not None and (epoch % eval_every == 0 or epoch == epochs):
-            record.update(evaluate_split(net, test, _predict=_predict_sharded if group else None))
-        history.epochs.append(record)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
-    return history
 
 
 def repeat(
