@@ -164,3 +164,15 @@ def test_import_mixbook_is_light():
 def test_every_floor_has_a_docstring_naming_its_job(floor_name):
     doc = ast.get_docstring(ast.parse((PACKAGE / floor_name / "__init__.py").read_text()))
     assert doc and len(doc.split()) > 15
+
+
+def test_setup_names_the_extra_when_plotting_is_missing():
+    """An importer without the [chapters] extra: setup(plots=False) works, setup() says what to install."""
+    code = ("import sys; sys.modules['seaborn'] = None\n"
+            "import mixbook\n"
+            "print(mixbook.setup(0, 'cpu', plots=False))\n"
+            "try:\n    mixbook.setup(0, 'cpu')\nexcept ImportError as e:\n    print('ImportError', e)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert lines[0] == "cpu" and lines[1].startswith("ImportError") and "mixbook[chapters]" in lines[1]

@@ -34,7 +34,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def setup(seed: int = 0, device: str | torch.device = "auto", *, plots: bool = True) -> torch.device:
-    """Seed Python, NumPy and torch; pick the device; set the book's plot style.
+    """Seed Python, NumPy and torch; pick the device; set the book's plot style (``plots=True``:
+    needs matplotlib and seaborn, the ``[chapters]`` extra).
 
     Returns the resolved ``torch.device``.
     """
@@ -44,8 +45,12 @@ def setup(seed: int = 0, device: str | torch.device = "auto", *, plots: bool = T
     torch.manual_seed(seed)
     dev = resolve_device(device)
     if plots:
-        import matplotlib as mpl
-        import seaborn as sns
+        try:
+            import matplotlib as mpl
+            import seaborn as sns
+        except ImportError as e:
+            raise ImportError(f"setup(plots=True) sets the book's plot style and needs matplotlib and seaborn ({e}); "
+                              "install them with pip install 'mixbook[chapters]', or call setup(seed, device, plots=False)") from e
 
         sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
         mpl.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.figsize": (6.0, 4.0)})
