@@ -10,6 +10,7 @@ shows. The graph is read with ``ast``; nothing is imported to build it.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,9 @@ def test_setup_names_the_extra_when_plotting_is_missing():
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
     assert lines[0] == "cpu" and lines[1].startswith("ImportError") and "mixbook[chapters]" in lines[1]
+
+
+def test_every_chapter_module_names_its_chapter():
+    for path in sorted((PACKAGE / "chapters").glob("[a-z]*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        assert re.search(r"\b(Chapters? \d|chapter \d|Every chapter)", doc), f"{path.name}: which chapter uses it?"

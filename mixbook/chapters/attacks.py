@@ -1,5 +1,7 @@
 """Adversarial examples: FGSM (Goodfellow et al. 2015) and projected gradient descent (Madry et al. 2018).
 
+Chapter 8 (beyond accuracy: robustness to adversarial examples).
+
 Both attacks maximise the cross-entropy of a classifier ``model: (b, *) -> (b, C)`` within a
 ball of radius ε around the input, in the L∞ norm (``norm="linf"``, the papers' setting) or the
 L2 norm (``norm="l2"``, per example over all its features). The perturbation never leaves the

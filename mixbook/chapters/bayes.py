@@ -1,5 +1,7 @@
 """The Bayes view of mixup (Huszár 2017) on two moons: densities, the augmented distribution, q_aug.
 
+Chapter 8 (the Bayes view of mixup).
+
 Mixup's loss equals, in expectation, the loss of the *reformulated* augmentation that keeps the
 first label: ``x̃ = λ x_i + (1 − λ) x_j`` with label ``y_i`` and λ ~ Beta(α + 1, α) (chapter 2).
 Its joint distribution p_aug(x, y) is a mixture over pairs and λ, so samples of it are cheap and

@@ -1,5 +1,7 @@
 """Helpers for the chapters' first cells: checking papermill parameters.
 
+Every chapter (and the verdicts page): the third cell's parameter check.
+
 A chapter's ``parameters`` cell holds literal values only; papermill may inject others after
 it. The cell that follows calls :func:`check_parameters` with the expected type of every
 parameter, and where a type is not enough the accepted values, so that a misspelt, ill-typed or

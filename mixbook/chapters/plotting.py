@@ -1,5 +1,7 @@
 """Figures the chapters share: Beta densities, decision boundaries, reliability diagrams.
 
+Chapters 1 and 2.
+
 Each function draws on a given matplotlib ``Axes`` (a new one if ``ax`` is None) and returns
 it; one idea a figure, axes labelled.
 """

@@ -1,5 +1,7 @@
 """Mixup for regression: mixed targets, the bias they carry, and local (nearest-neighbour) pairing.
 
+Chapter 8 (mixup for regression).
+
 Mixing the targets linearly, ``ỹ = λ y_i + (1 − λ) y_j``, assumes the regression function is
 linear between the two inputs. For ``f(x) = x²`` the mixed target exceeds the truth at the mixed
 input by exactly ``λ (1 − λ) (x_i − x_j)²`` (:func:`quadratic_bias`), whose mean under

@@ -1,5 +1,7 @@
 """Recorded results with provenance: what a full-scale run writes to ``book/results/``.
 
+Chapter 6 (recorded full-scale runs) and the bench (provenance).
+
 A chapter run with its ``full.yaml`` (usually on a GPU) saves its table with :func:`save`; the
 rendered book shows every saved file with :func:`load`, labelled by where and when it ran.
 The JSON holds ``provenance`` (:func:`provenance`: device name, UTC date, git commit and

@@ -1,5 +1,7 @@
 """Paired comparisons of training methods over seeds: the one statistic every chapter's verdict uses.
 
+Chapters 1-6 and 8: every paired verdict.
+
 Within a seed, :func:`mixbook.training.train.repeat` (and :func:`mixbook.training.population.repeat`) give every
 method the same initial weights and the same batches, so two methods are compared seed by
 seed: ``d_s = metric(method, s) − metric(reference, s)``. The verdict rests on the mean paired

@@ -1,5 +1,7 @@
 """Synthetic sets: what a mixing method generates from a data set, for analysis.
 
+Chapter 4 (where ζ-mixup's and mixup's samples land).
+
 Chapters compare methods by the examples they make (how far from the data, of what intrinsic
 dimension, with what labels), not only by the models they train. :func:`synthetic_set` draws
 random batches from a data set, applies a sampler's :class:`~mixbook.core.mixing.Mixing` and keeps

@@ -1,5 +1,7 @@
 """Toy manifolds with an exact distance: where synthetic samples land, measured, not estimated.
 
+Chapter 4 (realism: distances to the data manifold).
+
 A nearest-neighbour distance to held-out data (:func:`mixbook.training.metrics.knn_distance`) is only a
 proxy for "on the data manifold": it rewards any point that sits among many data points. On a
 manifold known in closed form the distance itself can be computed. The ζ-mixup authors draw
