@@ -17,10 +17,11 @@ Example (the README's flip mixup)::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from . import _checks
 
 __all__ = ["BenchEntry", "Target", "Limit", "KINDS", "FAMILIES", "MEASURES"]
 
@@ -42,20 +43,6 @@ def _text(cls: str, field: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{cls}.{field} must be a non-empty str, got {value!r}")
     return value
-
-
-def _choice(cls: str, field: str, value: object, accepted: tuple[str, ...]) -> str:
-    if value not in accepted:
-        raise ValueError(f"{cls}.{field} must be one of {accepted}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _number(cls: str, field: str, value: object, *, minimum: float = 0.0, strict: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{cls}.{field} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-        raise ValueError(f"{cls}.{field} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}")
-    return float(value)
 
 
 def _items(cls: str, field: str, value: object, kind: type) -> tuple[Any, ...]:
@@ -87,7 +74,7 @@ class Target:
     def __post_init__(self) -> None:
         _text("Target", "name", self.name)
         _text("Target", "peer", self.peer)
-        object.__setattr__(self, "minimum", _number("Target", "minimum", self.minimum))
+        object.__setattr__(self, "minimum", _checks.positive_float("Target.minimum", self.minimum))
         if self.batches is not None:
             if not isinstance(self.batches, (tuple, list)) or not self.batches:
                 raise TypeError(f"Target.batches must be None or a non-empty tuple of ints >= 1, got {self.batches!r}")
@@ -121,13 +108,13 @@ class Limit:
 
     def __post_init__(self) -> None:
         _text("Limit", "name", self.name)
-        _choice("Limit", "measure", self.measure, MEASURES)
-        object.__setattr__(self, "bound", _number("Limit", "bound", self.bound))
+        _checks.choice("Limit.measure", self.measure, MEASURES)
+        object.__setattr__(self, "bound", _checks.positive_float("Limit.bound", self.bound))
         if self.min_mb is not None:
             if self.measure != "copy_fraction":
                 raise ValueError(f"Limit.min_mb applies to measure 'copy_fraction' only; "
                                  f"it must be None for {self.measure!r}, got {self.min_mb!r}")
-            object.__setattr__(self, "min_mb", _number("Limit", "min_mb", self.min_mb, strict=False))
+            object.__setattr__(self, "min_mb", _checks.non_negative_float("Limit.min_mb", self.min_mb))
 
 
 @dataclass(frozen=True)
@@ -155,8 +142,8 @@ class BenchEntry:
 
     def __post_init__(self) -> None:
         _text("BenchEntry", "op", self.op)
-        _choice("BenchEntry", "kind", self.kind, KINDS)
-        _choice("BenchEntry", "family", self.family, FAMILIES)
+        _checks.choice("BenchEntry.kind", self.kind, KINDS)
+        _checks.choice("BenchEntry.family", self.family, FAMILIES)
         if not callable(self.make):
             raise TypeError(f"BenchEntry.make must be callable (x, y, num_classes, n) -> call, "
                             f"got {type(self.make).__name__}")

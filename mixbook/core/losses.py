@@ -118,7 +118,6 @@ def mixed_cross_entropy(
         _checks.same_device("lam", lam, logits.device)
         if _checks.check_values(lam) and not bool(((lam >= 0) & (lam <= 1)).all()):
             raise ValueError("lam must lie in [0, 1]")
-        lam = lam.to(logits.dtype)
     else:
         lam = _checks.unit_interval("lam", lam, include_one=True)
     # F.cross_entropy wants int64 class indices; int32 (or uint8) labels are widened here.
