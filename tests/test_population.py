@@ -146,3 +146,82 @@ def test_return_models_gives_the_trained_networks():
         acc = frame[(frame.method == label) & (frame.seed == s)].accuracy.item()
         pred = train.predict(net, split.x_test).argmax(1)
         assert (pred == split.y_test).double().mean().item() == pytest.approx(acc, abs=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_weight_decay_per_method_equals_separate_runs_at_that_decay(optimizer):
+    split = _split()
+    methods = {"ERM": "erm", "ERM decayed": "erm", "mixup decayed": train.make_method("mixup", alpha=0.4)}
+    decays = {"ERM decayed": 0.5, "mixup decayed": 0.05}
+    model_fn = functools.partial(models.MLP, 64, 10, (32,))
+    lr = 3e-3 if optimizer == "adamw" else 0.05
+    kw = dict(epochs=3, batch_size=64, lr=lr, device="cpu", progress=False, optimizer=optimizer)
+    pop = population.repeat(model_fn, split, methods, [0, 1], weight_decay=decays, **kw)
+    for (label, method), wd in zip(methods.items(), (0.0, 0.5, 0.05)):
+        sep = train.repeat(model_fn, split, {label: method}, [0, 1], weight_decay=wd, **kw)
+        mine = pop[pop.method == label].reset_index(drop=True)
+        assert (mine.train_loss - sep.train_loss).abs().max() < 1e-4
+        assert (mine.val_nll - sep.val_nll).abs().max() < 1e-4
+    # the decay did something: the decayed ERM differs from the plain one on the same seeds
+    erm, dec = pop[pop.method == "ERM"].val_nll.to_numpy(), pop[pop.method == "ERM decayed"].val_nll.to_numpy()
+    assert abs(erm - dec).max() > 1e-3
+
+
+def test_bad_weight_decays_are_refused():
+    split = _split()
+    model_fn = functools.partial(models.MLP, 64, 10, (8,))
+    for wd, word in [({"nope": 0.1}, "not in methods"), ({"ERM": -1.0}, "weight_decay\\['ERM'\\]"),
+                     (float("inf"), "finite"), (float("nan"), "finite"), (True, "finite")]:
+        with pytest.raises(ValueError, match=word):
+            population.repeat(model_fn, split, {"ERM": "erm"}, [0], weight_decay=wd, epochs=1, device="cpu",
+                              progress=False)
+    with pytest.raises(ValueError, match="finite"):
+        train.fit(model_fn(), split, "erm", weight_decay=float("inf"), epochs=1, device="cpu", progress=False)
+
+
+def test_dropout_members_train_in_the_population_with_their_own_masks():
+    split = _split()
+    model_fn = functools.partial(models.MLP, 64, 10, (32, 32), dropout=0.5)
+    kw = dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", progress=False)
+    torch.manual_seed(0)
+    a = population.repeat(model_fn, split, {"ERM": "erm", "mixup": train.make_method("mixup", alpha=0.4)}, [0, 0], **kw)
+    # two members with the same seed and method differ only by their dropout masks
+    erm = a[a.method == "ERM"].train_loss.to_numpy()
+    assert erm[0] != erm[1]
+    assert a.accuracy.between(0, 1).all()
+
+
+def test_keep_outputs_holds_the_best_validation_epoch_and_the_last():
+    split = _split()
+    model_fn = functools.partial(models.MLP, 64, 10, (32,))
+    kw = dict(epochs=6, batch_size=64, lr=3e-3, device="cpu", progress=False, eval_every=2, keep_outputs=True)
+    _, hist = population.repeat(model_fn, split, {"ERM": "erm"}, [0], histories=True, **kw)
+    h = hist["ERM", 0]
+    best = h.best()
+    assert h.outputs["best"]["epoch"] == best["epoch"] and h.outputs["last"]["epoch"] == 6
+    logits = torch.from_numpy(h.outputs["best"]["test_logits"])
+    assert logits.shape == (split.x_test.shape[0], 10)
+    acc = float((logits.argmax(1) == split.y_test).float().mean())
+    assert acc == pytest.approx(best["accuracy"], abs=1e-6)
+    val = torch.from_numpy(h.outputs["last"]["val_logits"])
+    assert float((val.argmax(1) == split.y_val).float().mean()) == pytest.approx(h.final["val_accuracy"], abs=1e-6)
+    # fit keeps the same outputs as its population member
+    torch.manual_seed(0)
+    hf = train.fit(model_fn(), split, "erm", seed=0, **{k: v for k, v in kw.items()})
+    assert hf.outputs["best"]["epoch"] == best["epoch"]
+    assert abs(hf.outputs["best"]["test_logits"] - h.outputs["best"]["test_logits"]).max() < 1e-3
+    with pytest.raises(ValueError, match="validation"):
+        population.repeat(model_fn, data.digits(), {"ERM": "erm"}, [0], **kw)
+
+
+def test_history_best_picks_the_best_validation_epoch_with_ties_to_lower_nll_then_earlier():
+    h = train.History("m", 0, [{"epoch": 1, "val_accuracy": 0.5, "val_nll": 1.0},
+                               {"epoch": 2, "val_accuracy": 0.8, "val_nll": 0.9},
+                               {"epoch": 3, "val_accuracy": 0.8, "val_nll": 0.7},
+                               {"epoch": 4, "val_accuracy": 0.8, "val_nll": 0.7},
+                               {"epoch": 5, "train_loss": 0.1}])
+    assert h.best()["epoch"] == 3
+    assert h.best("val_nll", higher_is_better=False)["epoch"] == 3
+    assert h.best(tie_break=None)["epoch"] == 2
+    with pytest.raises(ValueError, match="recorded"):
+        h.best("nope")

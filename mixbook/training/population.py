@@ -74,6 +74,7 @@ def repeat(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     histories: bool = False,
     return_models: bool = False,
+    keep_outputs: bool = False,
 ):
     """Train a fresh model per (method, seed), all at once; the final metrics as :func:`mixbook.training.train.repeat` gives them.
 
@@ -82,11 +83,21 @@ def repeat(
         data: a :class:`mixbook.training.data.Split` (with a validation part and label noise, if any).
         methods: ``{label: registered name or method instance}``.
         seeds: integers ≥ 0; every method runs every seed.
-        epochs, batch_size, lr, weight_decay, device, progress, optimizer, augment: as in
+        epochs, batch_size, lr, device, progress, optimizer, augment: as in
             :func:`mixbook.training.train.fit`.
+        weight_decay: a number ≥ 0 for every member, or ``{label: number ≥ 0}`` giving each method
+            its own (a label left out gets 0): the members share one optimiser, so a member's decay
+            is applied as the optimiser would apply it — decoupled, ``p ← p·(1 − lr_t·wd)`` before
+            the AdamW step, or added to the gradient before the SGD step — which is what
+            :func:`mixbook.training.train.fit` does with that ``weight_decay``.
         eval_every: evaluate every this many epochs and after the last (``None``: the last
             epoch only).
         histories: also return every member's :class:`mixbook.training.train.History`.
+        keep_outputs: record in each History's ``outputs`` the test and validation logits at the
+            evaluated epoch with the best validation accuracy so far (``"best"``: post-hoc early
+            stopping, ties to the lower validation NLL, then the earlier epoch) and at the last
+            epoch (``"last"``) — see :meth:`mixbook.training.train.History.best`. Needs a
+            validation part in ``data``.
         return_models: also return every member's trained network, ``{(label, seed): model}``.
 
     Returns:
@@ -115,9 +126,12 @@ def repeat(
     batch_size = _checks.positive_int("batch_size", batch_size)
     lr = _checks.positive_float("lr", lr)
     eval_every = epochs if eval_every is None else _checks.positive_int("eval_every", eval_every)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    decays = _weight_decays(weight_decay, methods)
     optimizer = _checks.choice("optimizer", optimizer, ("adamw", "sgd"))
+    keep_outputs = _checks.boolean("keep_outputs", keep_outputs)
+    if keep_outputs and data.x_val is None:
+        raise ValueError("keep_outputs needs a validation part in data (mixbook.training.data.validation_split): "
+                         "the best epoch is chosen on it")
     dev = resolve_device(device)
     data = data.to(dev)
     objects = {label: make_method(m) if isinstance(m, str) else m for label, m in methods.items()}
@@ -133,12 +147,13 @@ def repeat(
 
     hist: dict[tuple[str, int], train.History] = {}
     if members:
-        hist.update(_train_population(members, data, dev, epochs, batch_size, lr, weight_decay, eval_every,
-                                      progress, optimizer, augment))
+        hist.update(_train_population(members, data, dev, epochs, batch_size, lr, decays, eval_every,
+                                      progress, optimizer, augment, keep_outputs))
     for label, seed, model, method in solo:
         hist[label, seed] = train.fit(model, data, method, epochs=epochs, batch_size=batch_size, lr=lr,
-                                      weight_decay=weight_decay, seed=seed, device=dev, eval_every=eval_every,
-                                      progress=progress, optimizer=optimizer, augment=augment)
+                                      weight_decay=decays[label], seed=seed, device=dev, eval_every=eval_every,
+                                      progress=progress, optimizer=optimizer, augment=augment,
+                                      keep_outputs=keep_outputs)
     rows = []
     for seed in seeds:
         for label in objects:
@@ -150,8 +165,29 @@ def repeat(
     return out if len(out) > 1 else frame
 
 
+def _weight_decays(weight_decay: object, methods: Mapping[str, object]) -> dict[str, float]:
+    """``{label: weight decay}`` from one number or a mapping (labels left out: 0), each checked ≥ 0 and finite."""
+    def one(name: str, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < float("inf")):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        return float(value)
+
+    if isinstance(weight_decay, Mapping):
+        unknown = set(weight_decay) - set(methods)
+        if unknown:
+            raise ValueError(f"weight_decay names labels that are not in methods: {sorted(map(str, unknown))}")
+        return {label: one(f"weight_decay[{label!r}]", weight_decay.get(label, 0.0)) for label in methods}
+    value = one("weight_decay", weight_decay)
+    return {label: value for label in methods}
+
+
+def _has_dropout(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
 def _train_population(members, data: Split, dev: torch.device, epochs: int, batch_size: int, lr: float,
-                      weight_decay: float, eval_every: int, progress: bool, optimizer: str, augment):
+                      decays: Mapping[str, float], eval_every: int, progress: bool, optimizer: str, augment,
+                      keep_outputs: bool = False):
     """Train ``members`` (``(label, seed, model, method)``) together; ``{(label, seed): History}``.
 
     Not :func:`mixbook.training.train.fit`'s loop: a step here is one vmapped forward pass over
@@ -170,7 +206,15 @@ def _train_population(members, data: Split, dev: torch.device, epochs: int, batc
     names = list(params)
     gens = [train.generators(seed, dev) for _, seed, _, _ in members]
     n = data.x_train.shape[0]
-    opt, sched = train.optimizer_and_schedule(params.values(), optimizer, lr, weight_decay, epochs * -(-n // batch_size))
+    wd = torch.tensor([decays[label] for label, _, _, _ in members], device=dev, dtype=torch.float32)
+    uniform = bool((wd == wd[0]).all())
+    # one weight decay for all: the optimiser's own; per member: applied as the optimiser would (see repeat)
+    opt, sched = train.optimizer_and_schedule(params.values(), optimizer, lr, float(wd[0]) if uniform else 0.0,
+                                              epochs * -(-n // batch_size))
+    decay_shape = {name: (k,) + (1,) * (p.dim() - 1) for name, p in params.items()}
+    # dropout masks: one independent draw per member from torch's global generator (seeded by the last
+    # member built), so a member with dropout does not repeat its separate fit run draw for draw
+    randomness = "different" if _has_dropout(base) else "error"
     histories = {(label, seed): train.History(method=repr(method), seed=seed) for label, seed, _, method in members}
 
     def call(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -190,7 +234,7 @@ def _train_population(members, data: Split, dev: torch.device, epochs: int, batc
                                         module=module)
                 return loss(logits, *loss_args)
 
-            cache[key] = vmap(one)
+            cache[key] = vmap(one, randomness=randomness)
         return cache[key]
 
     bar = tqdm(range(1, epochs + 1), desc=f"population of {k}", disable=not progress, leave=False)
@@ -229,16 +273,21 @@ def _train_population(members, data: Split, dev: torch.device, epochs: int, batc
                                                               torch.cat([l for _, l in parts]))
             opt.zero_grad(set_to_none=True)
             stacked.sum().backward()
+            if not uniform:
+                _member_decay(params, decay_shape, wd, optimizer, opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
             totals += stacked.detach() * idx.shape[1]
         seconds = time.perf_counter() - start
         train_loss = (totals / n).tolist()
         evaluated = epoch % eval_every == 0 or epoch == epochs
-        evals = _evaluate(base, params, data) if evaluated else [{}] * k
+        logits: dict[str, torch.Tensor] = {}
+        evals = _evaluate(base, params, data, logits if keep_outputs else None) if evaluated else [{}] * k
         for j, (label, seed, _, _) in enumerate(members):
-            histories[label, seed].epochs.append({"epoch": epoch, "train_loss": train_loss[j],
-                                                  "seconds": seconds / k, **evals[j]})
+            record = {"epoch": epoch, "train_loss": train_loss[j], "seconds": seconds / k, **evals[j]}
+            histories[label, seed].epochs.append(record)
+            if keep_outputs and evaluated:
+                histories[label, seed].keep(record, {part: out[j] for part, out in logits.items()}, last=epoch == epochs)
         bar.set_postfix(loss=f"{sum(train_loss) / k:.3f}")
     # hand the trained weights back to the members' own modules
     with torch.no_grad():
@@ -246,6 +295,20 @@ def _train_population(members, data: Split, dev: torch.device, epochs: int, batc
             for name, p in model.named_parameters():
                 p.copy_(params[name][j])
     return histories
+
+
+@torch.no_grad()
+def _member_decay(params: dict[str, torch.Tensor], shape: dict[str, tuple[int, ...]], wd: torch.Tensor,
+                  optimizer: str, lr: float) -> None:
+    """Each member's own weight decay ``wd`` ``(k,)``, as the optimiser applies it: AdamW decays the
+    parameters before its step (``p ← p·(1 − lr·wd)``), SGD adds ``wd·p`` to the gradient."""
+    for name, p in params.items():
+        w = wd.view(shape[name])
+        if optimizer == "sgd":
+            if p.grad is not None:
+                p.grad.add_(p * w)
+        else:
+            p.mul_(1 - lr * w)
 
 
 def _no_loss(logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover - the vmapped pass never scores
@@ -264,13 +327,19 @@ def _logits(base: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, c
         base.train(was)
 
 
-def _evaluate(base: nn.Module, params: dict[str, torch.Tensor], data: Split) -> list[dict[str, float]]:
-    """:func:`mixbook.training.train.evaluate_split` for every member (one vectorised pass a part)."""
+def _evaluate(base: nn.Module, params: dict[str, torch.Tensor], data: Split,
+              logits: dict[str, torch.Tensor] | None = None) -> list[dict[str, float]]:
+    """:func:`mixbook.training.train.evaluate_split` for every member (one vectorised pass a part);
+    with ``logits`` (a dict), also the members' ``"test"`` and ``"val"`` logits ``(k, n, C)`` into it."""
     k = next(iter(params.values())).shape[0]
     test = _logits(base, params, data.x_test)
     out = [metrics.evaluate(test[j], data.y_test) for j in range(k)]
+    if logits is not None:
+        logits["test"] = test
     if data.x_val is not None:
         val = _logits(base, params, data.x_val)
+        if logits is not None:
+            logits["val"] = val
         for j in range(k):
             out[j].update({f"val_{key}": v for key, v in metrics.evaluate(val[j], data.y_val).items()})
     noisy = data.noisy

@@ -47,11 +47,47 @@ class History:
     method: str
     seed: int
     epochs: list[dict[str, float]] = field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, float]:
         """The last epoch's record."""
         return self.epochs[-1]
+
+    def best(self, metric: str = "val_accuracy", higher_is_better: bool = True,
+             tie_break: str | None = "val_nll") -> dict[str, float]:
+        """The record of the evaluated epoch with the best ``metric``: post-hoc early stopping.
+
+        Every evaluated epoch records the test metrics beside the validation ones, so the record
+        at the best validation epoch is what a checkpoint taken there would report (with the
+        evaluation cadence's resolution). Ties go to the lower ``tie_break`` (``None``: none),
+        then to the earlier epoch.
+
+        Raises:
+            ValueError: no evaluated epoch recorded ``metric`` (e.g. no validation part).
+        """
+        rows = [e for e in self.epochs if metric in e]
+        if not rows:
+            raise ValueError(f"no epoch of this history recorded {metric!r}; recorded: "
+                             f"{sorted(set().union(*self.epochs)) if self.epochs else 'nothing'}")
+        sign = -1.0 if higher_is_better else 1.0
+
+        def key(e):
+            second = e.get(tie_break, 0.0) if tie_break else 0.0
+            return (sign * e[metric], second, e["epoch"])
+
+        return min(rows, key=key)
+
+    def keep(self, record: dict[str, float], logits: Mapping[str, torch.Tensor], *, last: bool) -> None:
+        """Record an evaluated epoch's logits (``{"test": (n, C), "val": (m, C)}``) in :attr:`outputs`:
+        under ``"best"`` when ``record`` is the best so far by :meth:`best`'s rule, under ``"last"``
+        when ``last``. Arrays are float32 NumPy copies on the CPU."""
+        entry = {"epoch": int(record["epoch"]),
+                 **{f"{part}_logits": t.detach().float().cpu().numpy() for part, t in logits.items()}}
+        if self.best()["epoch"] == record["epoch"]:
+            self.outputs["best"] = entry
+        if last:
+            self.outputs["last"] = entry
 
     def frame(self):
         """The history as a pandas DataFrame (one row an epoch)."""
@@ -71,19 +107,26 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
         model.train(was_training)
 
 
-def evaluate_split(model: nn.Module, data: Split, *, _predict: Callable | None = None) -> dict[str, float]:
+def evaluate_split(model: nn.Module, data: Split, *, _predict: Callable | None = None,
+                   logits: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """The metrics :func:`fit` records at an evaluation epoch.
 
     ``accuracy``, ``nll``, ``ece``, ``overconfidence`` on the test set
     (:func:`mixbook.training.metrics.evaluate`); with a validation part, the same four prefixed ``val_``;
     with label noise, ``noisy_fitted`` (the fraction of the corrupted training examples whose
     prediction is their corrupted label: memorisation) and ``noisy_clean`` (… whose prediction
-    is their true label).
+    is their true label). With ``logits`` (a dict), the ``"test"`` and ``"val"`` logits are put in it.
     """
     pred_fn = predict if _predict is None else _predict   # fit's sharded predict in a process group
-    out = metrics.evaluate(pred_fn(model, data.x_test), data.y_test)
+    test = pred_fn(model, data.x_test)
+    out = metrics.evaluate(test, data.y_test)
+    if logits is not None:
+        logits["test"] = test
     if data.x_val is not None:
-        out.update({f"val_{k}": v for k, v in metrics.evaluate(pred_fn(model, data.x_val), data.y_val).items()})
+        val = pred_fn(model, data.x_val)
+        out.update({f"val_{k}": v for k, v in metrics.evaluate(val, data.y_val).items()})
+        if logits is not None:
+            logits["val"] = val
     noisy = data.noisy
     if noisy is not None:
         pred = pred_fn(model, data.x_train[noisy]).argmax(1)
@@ -182,6 +225,7 @@ def fit(
     progress: bool = True,
     optimizer: str = "adamw",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    keep_outputs: bool = False,
 ) -> History:
     """Train ``model`` on ``data`` with ``method`` (AdamW or SGD, cosine learning-rate schedule).
 
@@ -213,9 +257,15 @@ def fit(
         augment: optional ``augment(x, generator) -> x`` applied to every training batch on
             the device before the method mixes it (e.g. :func:`mixbook.training.data.random_crop_flip`);
             it gets the data-order generator, so the augmentation is the same for every method.
+        keep_outputs: keep the test and validation logits of the best validation epoch so far
+            and of the last epoch in ``History.outputs`` (``"best"``, ``"last"``; see
+            :meth:`History.best`), for per-example statistics and temperature scaling. Needs a
+            validation part (a ``Split`` from :func:`mixbook.training.data.validation_split`, or
+            ``test`` with one).
 
     Returns:
-        A :class:`History`.
+        A :class:`History`. The model keeps the weights of the last epoch (``History.best()``
+        says which evaluated epoch early stopping would have kept, and what it scored).
 
     **Across processes** (``torchrun``: an initialised ``torch.distributed`` process group,
     gloo on CPUs, NCCL on GPUs). ``fit`` then trains data-parallel:
@@ -258,11 +308,17 @@ def fit(
     batch_size = _checks.positive_int("batch_size", batch_size)
     lr = _checks.positive_float("lr", lr)
     eval_every = _checks.positive_int("eval_every", eval_every)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not 0 <= weight_decay < float("inf"):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     optimizer = _checks.choice("optimizer", optimizer, ("adamw", "sgd"))
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be a callable (x, generator) -> x or None, got {type(augment).__name__}")
+    keep_outputs = _checks.boolean("keep_outputs", keep_outputs)
+    if keep_outputs and (test if loader else data) is not None and (test if loader else data).x_val is None:
+        raise ValueError("keep_outputs needs a validation part (mixbook.training.data.validation_split): "
+                         "the best epoch is chosen on it")
+    if keep_outputs and loader and test is None:
+        raise ValueError("keep_outputs needs test= (a Split with a validation part) when data is a DataLoader")
 
     dev = resolve_device(device)
     dist = torch.distributed
@@ -289,7 +345,7 @@ def fit(
     history = History(method=repr(method_obj), seed=seed)
     return _epochs(run, net, source, method_obj, num_classes, history, opt=opt, sched=sched, mix_gen=mix_gen,
                    augment=augment, aug_gen=aug_gen, evaluated=evaluated, epochs=epochs, eval_every=eval_every,
-                   progress=progress, rank=rank, group=group)
+                   progress=progress, rank=rank, group=group, keep_outputs=keep_outputs)
 
 
 class _Batches:
@@ -368,7 +424,7 @@ class _LoaderBatches(_Batches):
 def _epochs(run: nn.Module, net: nn.Module, source: _Batches, method_obj: Method, num_classes: int,
             history: History, *, opt, sched, mix_gen: torch.Generator, augment, aug_gen: torch.Generator,
             evaluated: Split | None, epochs: int, eval_every: int, progress: bool, rank: int,
-            group: bool) -> History:
+            group: bool, keep_outputs: bool = False) -> History:
     """:func:`fit`'s epoch loop, whatever the batch source; appends an epoch's record to ``history``.
 
     Every batch ``(x (b, *), y (b,))`` of ``source``: ``augment(x, aug_gen)``, the method's loss
@@ -403,9 +459,13 @@ def _epochs(run: nn.Module, net: nn.Module, source: _Batches, method_obj: Method
         examples = source.examples if count is None else max(float(count), 1.0)
         record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / examples,
                                     "seconds": time.perf_counter() - start}
+        logits: dict[str, torch.Tensor] | None = None
         if evaluated is not None and (epoch % eval_every == 0 or epoch == epochs):
-            record.update(evaluate_split(net, evaluated, _predict=_predict_sharded if group else None))
+            logits = {} if keep_outputs else None
+            record.update(evaluate_split(net, evaluated, _predict=_predict_sharded if group else None, logits=logits))
         history.epochs.append(record)
+        if logits is not None:
+            history.keep(record, logits, last=epoch == epochs)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}")
     return history
 

@@ -1,0 +1,223 @@
+"""Equal tuning budgets: every arm of a comparison, the baseline included, tuned on the validation split.
+
+Chapter 6 (digits, two moons and MNIST-1D head-to-heads).
+
+An *arm* is a training method with one knob (mixup's α, ζ-mixup's γ, the dropout rate of the
+classical baseline; ERM has none). Every arm gets the same budget, chosen on the validation split
+and never on the test set:
+
+* **its knob**, over the arm's grid;
+* **weight decay**, over one grid shared by every arm (AdamW's decoupled decay, as
+  :func:`mixbook.training.train.fit` applies it);
+* **training length**, by early stopping: each run is evaluated every ``eval_every`` epochs and the
+  record kept is that of its best validation epoch (:meth:`mixbook.training.train.History.best`);
+  the last epoch's record is kept beside it, so a table can show both.
+
+:func:`run` trains a set of configurations (arm × knob × weight decay) on a set of seeds for every
+regime in vectorised populations (:func:`mixbook.training.population.repeat`, several regimes side by
+side with :func:`~mixbook.training.population.run_all`), and returns one row per (regime,
+configuration, seed) with the best-epoch and last-epoch metrics, plus the logits at both epochs.
+:func:`choose` picks, per regime and arm, the configuration with the highest mean best-epoch
+validation accuracy over the tuning seeds (ties: the lower mean validation NLL); :func:`on_edge`
+names the chosen knobs that sit on an end of their grid (a grid too narrow to show the optimum).
+The protocol is two-stage when the chapter asks for it: the grid on a few tuning seeds, then the
+chosen configurations on every evaluation seed (:func:`run` again, with ``configs`` the chosen ones).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Arm", "Config", "configurations", "run", "choose", "on_edge", "per_example"]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: ``name``, its knob's symbol (``""``: no knob) and grid, and how to build it.
+
+    ``method(value)`` returns the training method (a registered name or a method instance) for a
+    knob value (``None`` for an arm without a knob). With ``dropout=True`` the knob is the dropout
+    rate of the model instead (``method`` is then called with ``None``). ``images_only`` arms
+    (CutMix) are left out of regimes whose inputs are not images.
+    """
+
+    name: str
+    knob: str
+    values: tuple[float, ...]
+    method: Callable[[float | None], Any]
+    dropout: bool = False
+    images_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("Arm.name must be a non-empty string")
+        vals = tuple(float(v) for v in self.values)
+        if any(not math.isfinite(v) or v < 0 for v in vals) or len(set(vals)) != len(vals):
+            raise ValueError(f"Arm {self.name!r}: values must be distinct finite numbers >= 0, got {self.values!r}")
+        if bool(self.knob) != bool(vals):
+            raise ValueError(f"Arm {self.name!r}: a knob needs values and values need a knob "
+                             f"(knob={self.knob!r}, values={self.values!r})")
+        if self.dropout and any(v >= 1 for v in vals):
+            raise ValueError(f"Arm {self.name!r}: dropout rates must be in [0, 1), got {self.values!r}")
+        object.__setattr__(self, "values", tuple(sorted(vals)))
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration of an arm: its knob value (``nan``: none), weight decay, and label."""
+
+    arm: str
+    knob: str
+    value: float
+    weight_decay: float
+    dropout: float
+
+    @property
+    def label(self) -> str:
+        knob = f"{self.knob}={self.value:g}, " if self.knob else ""
+        return f"{self.arm} ({knob}wd={self.weight_decay:g})"
+
+
+def configurations(arms: Sequence[Arm], weight_decays: Sequence[float]) -> list[Config]:
+    """Every (arm, knob value, weight decay) of the grid, in the arms' order."""
+    decays = [float(w) for w in weight_decays]
+    if not decays or any(not math.isfinite(w) or w < 0 for w in decays) or len(set(decays)) != len(decays):
+        raise ValueError(f"weight_decays must be distinct finite numbers >= 0, got {weight_decays!r}")
+    out = []
+    for arm in arms:
+        for v in arm.values or (math.nan,):
+            for w in decays:
+                out.append(Config(arm.name, arm.knob, v, w, v if arm.dropout else 0.0))
+    return out
+
+
+def run(
+    splits: Mapping[str, Any],
+    arms: Sequence[Arm],
+    configs: Mapping[str, Sequence[Config]],
+    seeds: Sequence[int],
+    model: Callable[[str, float], Callable[[], Any]],
+    *,
+    images: Callable[[str], bool] = lambda name: True,
+    epochs: Mapping[str, int],
+    eval_points: int = 12,
+    workers: int = 1,
+    split_seeds: int = 1,
+    **repeat_kwargs: Any,
+):
+    """Train ``configs[regime]`` on ``seeds`` in every regime; one row a (regime, configuration, seed).
+
+    Args:
+        splits: ``{regime: Split}`` with validation parts.
+        arms: the arms the configurations belong to (for their methods).
+        configs: ``{regime: configurations}`` (e.g. :func:`configurations`, or the chosen ones).
+        seeds: the seeds every configuration of a regime runs.
+        model: ``model(regime, dropout) -> model_fn`` (a picklable zero-argument builder, e.g. a
+            ``functools.partial`` of a model class).
+        images: whether a regime's inputs are images (``images_only`` arms are skipped otherwise).
+        epochs: ``{regime: epochs}``.
+        eval_points: evaluations along training (every ``max(1, epochs // eval_points)`` epochs and
+            the last): the resolution of early stopping.
+        workers: processes (:func:`mixbook.training.population.run_all`).
+        split_seeds: split each regime's seeds into this many populations (keeps the workers busy).
+        repeat_kwargs: the rest of :func:`mixbook.training.population.repeat`'s arguments
+            (``batch_size``, ``lr``, ``device``…).
+
+    Returns:
+        ``(runs, outputs, curves)``: a DataFrame with ``regime, arm, knob, value, weight_decay, label,
+        seed, best_epoch, epochs`` and the metrics of the best validation epoch as ``<metric>`` and of
+        the last epoch as ``<metric> (last)``; ``{(regime, label, seed): History.outputs}`` (the
+        logits at both epochs); and the learning curves, one row per (regime, label, seed, evaluated
+        epoch).
+    """
+    import pandas as pd
+
+    from ..training import population
+
+    by_name = {a.name: a for a in arms}
+    jobs, meta = {}, {}
+    seeds = list(seeds)
+    parts = [p for p in np.array_split(np.asarray(seeds), max(1, min(split_seeds, len(seeds)))) if len(p)]
+    for regime, split in splits.items():
+        todo = [c for c in configs.get(regime, ()) if images(regime) or not by_name[c.arm].images_only]
+        for rate in sorted({c.dropout for c in todo}):
+            group = [c for c in todo if c.dropout == rate]
+            methods = {c.label: by_name[c.arm].method(None if by_name[c.arm].dropout or not c.knob else c.value)
+                       for c in group}
+            meta.update({(regime, c.label): c for c in group})
+            for part, part_seeds in enumerate(parts):
+                jobs[regime, rate, part] = dict(
+                    model_fn=model(regime, rate), data=split, methods=methods, seeds=[int(s) for s in part_seeds],
+                    weight_decay={c.label: c.weight_decay for c in group}, epochs=epochs[regime],
+                    eval_every=max(1, epochs[regime] // eval_points), histories=True, keep_outputs=True,
+                    progress=False, **repeat_kwargs)
+    done = population.run_all(jobs, workers=workers)
+    rows, outputs, curves = [], {}, []
+    for (regime, _, _), (_, hist) in done.items():
+        for (label, seed), h in hist.items():
+            curves.append(h.frame().dropna(subset=["accuracy"]).assign(regime=regime, label=label, arm=meta[regime, label].arm))
+            c = meta[regime, label]
+            best, last = h.best(), h.final
+            row = {"regime": regime, "arm": c.arm, "knob": c.knob, "value": c.value, "weight_decay": c.weight_decay,
+                   "label": label, "seed": seed, "best_epoch": best["epoch"], "epochs": last["epoch"]}
+            row.update({k: v for k, v in best.items() if k not in ("epoch", "seconds", "train_loss")})
+            row.update({f"{k} (last)": v for k, v in last.items() if k not in ("epoch", "seconds")})
+            rows.append(row)
+            outputs[regime, label, seed] = h.outputs
+    order = {regime: i for i, regime in enumerate(splits)}
+    frame = pd.DataFrame(rows)
+    frame = frame.sort_values(["regime", "arm", "value", "weight_decay", "seed"],
+                              key=lambda s: s.map(order) if s.name == "regime" else s, kind="stable")
+    return frame.reset_index(drop=True), outputs, pd.concat(curves, ignore_index=True)
+
+
+def choose(runs, *, metric: str = "val_accuracy", tie_break: str = "val_nll") -> dict[tuple[str, str], Config]:
+    """``{(regime, arm): Config}``: per regime and arm, the configuration with the best mean ``metric``
+    over its seeds (best-epoch records; ties to the lower mean ``tie_break``)."""
+    means = runs.groupby(["regime", "arm", "label"], sort=False)[[metric, tie_break]].mean()
+    out = {}
+    for (regime, arm), sub in means.groupby(level=[0, 1], sort=False):
+        ranked = sub.sort_values([metric, tie_break], ascending=[False, True], kind="stable")
+        label = ranked.index[0][2]
+        row = runs[(runs.regime == regime) & (runs.label == label)].iloc[0]
+        out[regime, arm] = Config(arm, row.knob, float(row.value), float(row.weight_decay),
+                                  float(row.value) if row.knob == "p" else 0.0)
+    return out
+
+
+def on_edge(chosen: Mapping[tuple[str, str], Config], arms: Sequence[Arm],
+            weight_decays: Sequence[float]) -> list[str]:
+    """The chosen knobs (and weight decays) at an end of their grid, as ``"regime / arm: knob = v"``.
+
+    A weight decay of 0 is not counted: no decay is the grid's natural floor, not a truncation.
+    """
+    by_name = {a.name: a for a in arms}
+    decays = sorted(float(w) for w in weight_decays)
+    found = []
+    for (regime, arm), c in chosen.items():
+        vals = by_name[arm].values
+        if vals and len(vals) > 1 and c.value in (vals[0], vals[-1]):
+            found.append(f"{regime} / {arm}: {c.knob} = {c.value:g}")
+        if len(decays) > 1 and c.weight_decay == decays[-1] or (decays[0] > 0 and c.weight_decay == decays[0]):
+            found.append(f"{regime} / {arm}: weight decay = {c.weight_decay:g}")
+    return found
+
+
+def per_example(outputs: Mapping, runs, y_test, at: str = "best") -> dict[str, np.ndarray]:
+    """Per-example test values of each row of ``runs``: ``{"correct": (rows, n) 0/1, "nll": (rows, n)}``
+    from the logits kept at epoch ``at`` (``"best"`` or ``"last"``), in ``runs``' row order."""
+    import torch
+
+    y = torch.as_tensor(np.asarray(y_test)).long()
+    correct, nll = [], []
+    for regime, label, seed in zip(runs.regime, runs.label, runs.seed):
+        logits = torch.from_numpy(outputs[regime, label, seed][at]["test_logits"]).double()
+        correct.append((logits.argmax(1) == y).double().numpy())
+        nll.append(torch.nn.functional.cross_entropy(logits, y, reduction="none").numpy())
+    return {"correct": np.stack(correct), "nll": np.stack(nll)}
