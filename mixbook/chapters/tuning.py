@@ -43,8 +43,8 @@ class Arm:
 
     ``method(value)`` returns the training method (a registered name or a method instance) for a
     knob value (``None`` for an arm without a knob). With ``dropout=True`` the knob is the dropout
-    rate of the model instead (``method`` is then called with ``None``). ``images_only`` arms
-    (CutMix) are left out of regimes whose inputs are not images.
+    rate of the model instead (``method`` is then called with ``None``). Which arms run in which
+    regime is :func:`run`'s ``arms`` (e.g. CutMix only where the inputs are images).
     """
 
     name: str
@@ -52,7 +52,6 @@ class Arm:
     values: tuple[float, ...]
     method: Callable[[float | None], Any]
     dropout: bool = False
-    images_only: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -99,12 +98,11 @@ def configurations(arms: Sequence[Arm], weight_decays: Sequence[float]) -> list[
 
 def run(
     splits: Mapping[str, Any],
-    arms: Sequence[Arm],
+    arms: Sequence[Arm] | Mapping[str, Sequence[Arm]],
     configs: Mapping[str, Sequence[Config]],
     seeds: Sequence[int],
     model: Callable[[str, float], Callable[[], Any]],
     *,
-    images: Callable[[str], bool] = lambda name: True,
     epochs: Mapping[str, int],
     eval_points: int = 12,
     workers: int = 1,
@@ -115,12 +113,13 @@ def run(
 
     Args:
         splits: ``{regime: Split}`` with validation parts.
-        arms: the arms the configurations belong to (for their methods).
+        arms: the arms the configurations belong to (for their methods), or ``{regime: arms}`` when
+            regimes differ in which arms run or how an arm is built (a configuration whose arm is
+            not among its regime's arms is skipped).
         configs: ``{regime: configurations}`` (e.g. :func:`configurations`, or the chosen ones).
         seeds: the seeds every configuration of a regime runs.
         model: ``model(regime, dropout) -> model_fn`` (a picklable zero-argument builder, e.g. a
             ``functools.partial`` of a model class).
-        images: whether a regime's inputs are images (``images_only`` arms are skipped otherwise).
         epochs: ``{regime: epochs}``.
         eval_points: evaluations along training (every ``max(1, epochs // eval_points)`` epochs and
             the last): the resolution of early stopping.
@@ -140,12 +139,13 @@ def run(
 
     from ..training import population
 
-    by_name = {a.name: a for a in arms}
+    arms_of = arms if isinstance(arms, Mapping) else {regime: arms for regime in splits}
     jobs, meta = {}, {}
     seeds = list(seeds)
     parts = [p for p in np.array_split(np.asarray(seeds), max(1, min(split_seeds, len(seeds)))) if len(p)]
     for regime, split in splits.items():
-        todo = [c for c in configs.get(regime, ()) if images(regime) or not by_name[c.arm].images_only]
+        by_name = {a.name: a for a in arms_of.get(regime, ())}
+        todo = [c for c in configs.get(regime, ()) if c.arm in by_name]
         for rate in sorted({c.dropout for c in todo}):
             group = [c for c in todo if c.dropout == rate]
             methods = {c.label: by_name[c.arm].method(None if by_name[c.arm].dropout or not c.knob else c.value)
@@ -165,7 +165,7 @@ def run(
             c = meta[regime, label]
             best, last = h.best(), h.final
             row = {"regime": regime, "arm": c.arm, "knob": c.knob, "value": c.value, "weight_decay": c.weight_decay,
-                   "label": label, "seed": seed, "best_epoch": best["epoch"], "epochs": last["epoch"]}
+                   "dropout": c.dropout, "label": label, "seed": seed, "best_epoch": best["epoch"], "epochs": last["epoch"]}
             row.update({k: v for k, v in best.items() if k not in ("epoch", "seconds", "train_loss")})
             row.update({f"{k} (last)": v for k, v in last.items() if k not in ("epoch", "seconds")})
             rows.append(row)
@@ -187,7 +187,7 @@ def choose(runs, *, metric: str = "val_accuracy", tie_break: str = "val_nll") ->
         label = ranked.index[0][2]
         row = runs[(runs.regime == regime) & (runs.label == label)].iloc[0]
         out[regime, arm] = Config(arm, row.knob, float(row.value), float(row.weight_decay),
-                                  float(row.value) if row.knob == "p" else 0.0)
+                                  float(row.dropout) if "dropout" in runs.columns else 0.0)
     return out
 
 

@@ -1,0 +1,96 @@
+"""mixbook.chapters.tuning: the equal-budget protocol of chapter 6 (grids, choice, edges, per-example values)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mixbook.chapters import tuning
+from mixbook.training import data, models, train
+
+
+def _arms():
+    return [tuning.Arm("ERM", "", (), lambda v: "erm"),
+            tuning.Arm("mixup", "α", (1.0, 0.2, 4.0), lambda v: train.make_method("mixup", alpha=v))]
+
+
+def test_configurations_cover_knob_times_decay_and_label_them():
+    configs = tuning.configurations(_arms(), [0.0, 0.5])
+    assert [c.label for c in configs] == ["ERM (wd=0)", "ERM (wd=0.5)", "mixup (α=0.2, wd=0)", "mixup (α=0.2, wd=0.5)",
+                                          "mixup (α=1, wd=0)", "mixup (α=1, wd=0.5)", "mixup (α=4, wd=0)",
+                                          "mixup (α=4, wd=0.5)"]
+    assert math.isnan(configs[0].value)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(name="", knob="α", values=(1.0,)), "name"),
+    (dict(name="a", knob="α", values=()), "knob needs values"),
+    (dict(name="a", knob="", values=(1.0,)), "knob needs values"),
+    (dict(name="a", knob="α", values=(1.0, 1.0)), "distinct"),
+    (dict(name="a", knob="α", values=(float("nan"),)), "finite"),
+    (dict(name="a", knob="p", values=(1.0,), dropout=True), "dropout rates"),
+])
+def test_bad_arms(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        tuning.Arm(method=lambda v: "erm", **kwargs)
+
+
+def test_bad_decays():
+    with pytest.raises(ValueError, match="weight_decays"):
+        tuning.configurations(_arms(), [0.0, -1.0])
+    with pytest.raises(ValueError, match="weight_decays"):
+        tuning.configurations(_arms(), [])
+
+
+def _runs(val):
+    rows = []
+    for (arm, knob, value, wd), accs in val.items():
+        label = tuning.Config(arm, knob, value, wd, 0.0).label
+        for seed, acc in enumerate(accs):
+            rows.append(dict(regime="r", arm=arm, knob=knob, value=value, weight_decay=wd, label=label, seed=seed,
+                             val_accuracy=acc, val_nll=1 - acc))
+    return pd.DataFrame(rows)
+
+
+def test_choose_takes_the_best_mean_validation_accuracy_and_on_edge_flags_grid_ends():
+    runs = _runs({("ERM", "", math.nan, 0.0): [0.8, 0.8], ("ERM", "", math.nan, 0.5): [0.9, 0.7],
+                  ("mixup", "α", 0.2, 0.0): [0.80, 0.82], ("mixup", "α", 1.0, 0.0): [0.85, 0.83],
+                  ("mixup", "α", 4.0, 0.0): [0.84, 0.80]})
+    chosen = tuning.choose(runs)
+    # ERM: equal means 0.8 -> the tie goes to the lower mean validation NLL, the same here -> the first
+    assert chosen["r", "mixup"].value == 1.0
+    assert tuning.on_edge(chosen, _arms(), [0.0, 0.5]) == []
+    runs.loc[(runs.arm == "mixup") & (runs.value == 4.0), "val_accuracy"] = 0.99
+    chosen = tuning.choose(runs)
+    assert chosen["r", "mixup"].value == 4.0
+    assert tuning.on_edge(chosen, _arms(), [0.0, 0.5]) == ["r / mixup: α = 4"]
+    runs.loc[(runs.arm == "ERM") & (runs.weight_decay == 0.5), "val_accuracy"] = 0.95
+    assert "r / ERM: weight decay = 0.5" in tuning.on_edge(tuning.choose(runs), _arms(), [0.0, 0.5])
+
+
+def test_run_trains_each_configuration_and_keeps_best_and_last():
+    split = data.validation_split(data.with_label_noise(data.digits(), 0.3, seed=0), 0.2, seed=0)
+    arms = _arms() + [tuning.Arm("dropout", "p", (0.3,), lambda v: "erm", dropout=True)]
+    configs = {"noisy": tuning.configurations(arms, [0.0, 1.0])[:4] + [tuning.configurations(arms, [0.0])[-1]]}
+    model = lambda regime, p: functools.partial(models.MLP, 64, 10, (16,), dropout=p)
+    configs["noisy"].append(tuning.Config("CutMix", "α", 1.0, 0.0, 0.0))      # not among the arms: skipped
+    runs, outputs, curves = tuning.run({"noisy": split}, {"noisy": arms}, configs, [0, 1], model, epochs={"noisy": 4},
+                                       eval_points=2, batch_size=128, lr=3e-3, device="cpu")
+    assert len(runs) == 5 * 2 and not runs.duplicated(["label", "seed"]).any()
+    assert set(runs.arm) == {"ERM", "mixup", "dropout"}
+    assert (runs.best_epoch <= runs.epochs).all() and set(runs.epochs) == {4}
+    for row in runs.itertuples():
+        o = outputs["noisy", row.label, row.seed]
+        assert o["best"]["epoch"] == row.best_epoch and o["last"]["epoch"] == 4
+    ex = tuning.per_example(outputs, runs, split.y_test, at="last")
+    assert ex["correct"].shape == (10, split.x_test.shape[0])
+    assert np.allclose(ex["correct"].mean(1), runs["accuracy (last)"].to_numpy(), atol=1e-6)
+    assert set(curves.epoch) == {2, 4}
+    # the weight decay reached the members: same seed and method, other decay, other result
+    erm = runs[runs.arm == "ERM"].set_index(["weight_decay", "seed"])["val_nll (last)"]
+    assert abs(erm[0.0, 0] - erm[1.0, 0]) > 1e-4
