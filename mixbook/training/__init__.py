@@ -5,9 +5,10 @@ made a training method), :mod:`~mixbook.training.train` (:func:`fit`, :func:`rep
 :class:`History`), :mod:`~mixbook.training.population` (many members trained at once with
 ``vmap``), :mod:`~mixbook.training.distributed` (global-batch mixing under ``torchrun``),
 :mod:`~mixbook.training.data`, :mod:`~mixbook.training.models`, :mod:`~mixbook.training.metrics`
-and :mod:`~mixbook.training.collate` (:class:`MixCollate`). Imports the core and the methods.
+:mod:`~mixbook.training.calibration` (temperature scaling) and :mod:`~mixbook.training.collate`
+(:class:`MixCollate`). Imports the core and the methods.
 """
 
-from . import collate, data, distributed, metrics, models, population, steps, train
+from . import calibration, collate, data, distributed, metrics, models, population, steps, train
 
-__all__ = ["collate", "data", "distributed", "metrics", "models", "population", "steps", "train"]
+__all__ = ["calibration", "collate", "data", "distributed", "metrics", "models", "population", "steps", "train"]
