@@ -5,6 +5,8 @@ Every loader returns a :class:`Split`: train and test inputs and labels as tenso
 Nothing here downloads anything:
 
 * :func:`two_moons` and :func:`digits` come from scikit-learn (generated / bundled);
+* :func:`mnist1d` is generated offline by the ``mnist1d`` package from its built-in templates
+  (never its downloader), and cached as ``.npz``;
 * :func:`cifar` and :func:`cifar_raw` read CIFAR-10/100 from a local directory in the
   "python version" format of https://www.cs.toronto.edu/~kriz/cifar.html (the same files
   torchvision uses), without torchvision's download or checksum logic.
@@ -26,7 +28,7 @@ import torch
 
 from ..core import _checks
 
-__all__ = ["Split", "two_moons", "digits", "cifar", "cifar_raw", "labelled_subset", "training_subset",
+__all__ = ["Split", "two_moons", "digits", "mnist1d", "cifar", "cifar_raw", "labelled_subset", "training_subset",
            "with_label_noise", "validation_split", "random_crop_flip"]
 
 
@@ -238,6 +240,254 @@ def digits(test_size: float = 0.25, split_seed: int = 0) -> Split:
         num_classes=c,
         name="digits",
         class_names=tuple(str(k) for k in range(c)),
+    )
+
+
+# ---------------------------------------------------------------------- MNIST-1D
+_MNIST1D_FIELDS = ("num_samples", "train_split", "padding", "scale_coeff", "max_translation", "corr_noise_scale",
+                   "iid_noise_scale", "shear_scale", "shuffle_seq", "final_seq_length", "seed")
+_MNIST1D_TEMPLATE_LEN = 12           # the length of mnist1d's built-in digit templates (its ``template_len``)
+_MNIST1D_CACHE_FORMAT = 1            # bump when the cached arrays' layout changes
+_MNIST1D_EXTRA = "pip install 'mixbook[chapters]'"
+
+
+def _mnist1d_version() -> str:
+    """The installed ``mnist1d`` version, without importing it (``import mnist1d`` loads matplotlib)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mnist1d")
+    except metadata.PackageNotFoundError:
+        raise ImportError(
+            "mixbook.training.data.mnist1d generates MNIST-1D with the 'mnist1d' package, which is not "
+            f"installed; it comes with the chapters extra: {_MNIST1D_EXTRA}"
+        ) from None
+
+
+def _mnist1d_args(num_samples: object, seed: object, extra: dict[str, object]) -> dict[str, object]:
+    """The checked generator arguments, every field of ``_MNIST1D_FIELDS`` (defaults: mnist1d's standard set)."""
+    unknown = sorted(set(extra) - set(_MNIST1D_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"mnist1d got unexpected dataset argument(s) {unknown}; accepted: {', '.join(_MNIST1D_FIELDS)} "
+            f"(template_len is fixed at {_MNIST1D_TEMPLATE_LEN} by the built-in templates; url is never used)"
+        )
+    a: dict[str, object] = {
+        "train_split": 0.8, "padding": (36, 60), "scale_coeff": 0.4, "max_translation": 48,
+        "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2, "shear_scale": 0.75, "shuffle_seq": False,
+        "final_seq_length": 40, **extra,
+    }
+    n = _checks.positive_int("num_samples", num_samples)
+    if n < 20 or n % 10:
+        raise ValueError(f"num_samples must be a multiple of 10 (one tenth a digit) and >= 20, got {n}")
+    a["num_samples"] = n
+    a["seed"] = _seed("seed", seed)
+    a["train_split"] = _open_unit_interval("train_split", a["train_split"])
+    n_train = int(n * a["train_split"])
+    if n_train < 2 or n - n_train < 1:
+        raise ValueError(
+            f"train_split={a['train_split']} gives {n_train} training and {n - n_train} test examples of "
+            f"num_samples={n}; need >= 2 and >= 1"
+        )
+    pad = a["padding"]
+    if not (isinstance(pad, (tuple, list)) and len(pad) == 2):
+        raise TypeError(f"padding must be a pair (low, high) of ints with 0 <= low <= high, got {pad!r}")
+    low, high = (_checks.non_negative_int("padding", v) for v in pad)
+    if low > high:
+        raise ValueError(f"padding must be a pair (low, high) of ints with 0 <= low <= high, got {tuple(pad)}")
+    a["padding"] = [low, high]
+    longest = _MNIST1D_TEMPLATE_LEN + high            # the dilated signal's length before the shift
+    shift = a["max_translation"]
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)):
+        raise TypeError(f"max_translation must be an int in [1, {longest}] (12 + padding[1]), got {type(shift).__name__}")
+    a["max_translation"] = int(shift)
+    if not 1 <= a["max_translation"] <= longest:
+        raise ValueError(f"max_translation must be an int in [1, {longest}] (12 + padding[1]), got {a['max_translation']}")
+    scale = _checks.non_negative_float("scale_coeff", a["scale_coeff"])
+    if scale >= 2:
+        raise ValueError(f"scale_coeff must be in [0, 2) (the scale factor 1 + scale_coeff·(u − ½) must stay > 0), got {scale}")
+    a["scale_coeff"] = scale
+    for name in ("corr_noise_scale", "iid_noise_scale", "shear_scale"):
+        a[name] = _checks.non_negative_float(name, a[name])
+    a["shuffle_seq"] = _checks.boolean("shuffle_seq", a["shuffle_seq"])
+    a["final_seq_length"] = _checks.positive_int("final_seq_length", a["final_seq_length"])
+    if a["final_seq_length"] < 2:
+        raise ValueError(f"final_seq_length must be an int >= 2, got {a['final_seq_length']}")
+    return {k: a[k] for k in _MNIST1D_FIELDS}
+
+
+def _mnist1d_cache_dir(cache_dir: object) -> Path | None:
+    if cache_dir is False:
+        return None
+    if cache_dir is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "mixbook" / "mnist1d"
+    if isinstance(cache_dir, bool) or not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a str, an os.PathLike, None (the default cache) or False (no cache), "
+                        f"got {type(cache_dir).__name__} {cache_dir!r}")
+    return Path(cache_dir).expanduser()
+
+
+_MNIST1D_KEYS = ("x", "y", "x_test", "y_test")
+
+
+def _mnist1d_generate(args: dict[str, object]) -> dict[str, np.ndarray]:
+    """``mnist1d.data.make_dataset(args)``, leaving Python's and NumPy's global random states as they were."""
+    import random
+    from types import SimpleNamespace
+
+    try:
+        from mnist1d.data import make_dataset
+    except ImportError as err:
+        raise ImportError(f"could not import the 'mnist1d' package ({err}); it comes with the chapters extra: "
+                          f"{_MNIST1D_EXTRA}") from err
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:                                                 # make_dataset seeds both global generators
+        ns = SimpleNamespace(template_len=_MNIST1D_TEMPLATE_LEN, **{**args, "padding": list(args["padding"])})
+        out = make_dataset(ns)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return {k: np.asarray(out[k]) for k in _MNIST1D_KEYS}
+
+
+def _mnist1d_read(path: Path, args: dict[str, object]) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or ``None`` (with a warning) when the file is unreadable or is not for ``args``."""
+    import warnings
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in _MNIST1D_KEYS}
+            stored = str(f["args"])
+    except (OSError, KeyError, ValueError) as err:
+        warnings.warn(f"ignoring the unreadable MNIST-1D cache file {path} ({err}); regenerating it", stacklevel=3)
+        return None
+    if stored != _json(args):
+        warnings.warn(f"ignoring the MNIST-1D cache file {path}: it holds another set ({stored}); regenerating it",
+                      stacklevel=3)
+        return None
+    return arrays
+
+
+def _mnist1d_write(path: Path, arrays: dict[str, np.ndarray], args: dict[str, object], version: str) -> None:
+    """Write the cache atomically (a temporary file in the same folder, then ``os.replace``); warn if impossible."""
+    import tempfile
+    import warnings
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp", delete=False) as fh:
+            tmp = fh.name
+            np.savez(fh, **arrays, args=np.asarray(_json(args)), mnist1d_version=np.asarray(version))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        warnings.warn(f"could not write the MNIST-1D cache {path} ({err}); the set was generated and is returned "
+                      "uncached (pass cache_dir=False to skip caching)", stacklevel=3)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _json(args: dict[str, object]) -> str:
+    import json
+
+    return json.dumps(args, sort_keys=True, separators=(",", ":"))
+
+
+def mnist1d(cache_dir: str | os.PathLike | None | bool = None, *, num_samples: int = 5000, seed: int = 42,
+            standardise: bool = True, **dataset_args: object) -> Split:
+    """MNIST-1D (Greydanus & Kobak, "Scaling down deep learning with MNIST-1D", ICML 2024), generated offline.
+
+    The set is built by the ``mnist1d`` package (``mnist1d.data.make_dataset``) from its ten
+    built-in 12-point digit templates: each example is a template padded, dilated, scaled,
+    shifted, given correlated and i.i.d. noise, sheared and resampled to ``final_seq_length``
+    points; the examples are shuffled and split (the first ``train_split`` part is the training
+    set). With the defaults it is the standard set of the paper — 4000 training and 1000 test
+    signals of length 40, the arrays of the published ``mnist1d_data.pkl`` to within 1e-15
+    (checked against github.com/greydanus/mnist1d at 7878d96) — before the standardisation below.
+    ``mnist1d.data.get_dataset`` (which downloads) is never called; nothing touches the network.
+
+    ``make_dataset`` seeds Python's and NumPy's *global* generators; they are saved before and
+    restored after, so calling this leaves ``random`` and ``numpy.random`` as they were.
+    ``import mnist1d`` loads matplotlib; it happens here, on first generation, not on import.
+
+    **Cache.** The raw arrays are stored in ``<cache_dir>/mnist1d-<hash>.npz``, the hash taken over
+    the generator arguments and the ``mnist1d`` version; a later call with the same arguments
+    reads the file instead of regenerating (about 4 s for the standard set on one CPU core). The
+    file is written atomically (a temporary file in the same folder, then ``os.replace``), so
+    concurrent callers never see a partial file; a file that cannot be read, or holds other
+    arguments, is regenerated with a warning; a folder that cannot be written gives a warning and
+    an uncached result.
+
+    **Standardisation.** As for every loader here, the inputs are standardised with the statistics of
+    the *training* inputs only — the scalar mean and population standard deviation of all training
+    values (as :func:`digits`; the signals share one scale across positions). ``make_dataset``
+    already scales the whole set (train and test together) to mean 0 and standard deviation 1, so
+    the change is small (on the standard set: mean −3.2e-4, std 0.998 before); pass
+    ``standardise=False`` for the published arrays as they are (float32).
+
+    Args:
+        cache_dir: folder of the cache; ``None`` (default): ``$XDG_CACHE_HOME/mixbook/mnist1d``, or
+            ``~/.cache/mixbook/mnist1d`` when ``XDG_CACHE_HOME`` is unset; ``False``: no cache
+            (generate every time, write nothing).
+        num_samples: examples in all, a multiple of 10 and ``>= 20`` (5000: the standard set);
+            ``num_samples // 10`` per digit before the shuffle.
+        seed: the generator's seed, ``int`` in ``[0, 2**32)`` (42: the standard set).
+        standardise: standardise with the training statistics (default), or keep ``make_dataset``'s scale.
+        **dataset_args: other fields of ``mnist1d.data.get_dataset_args()`` (defaults in brackets):
+            ``train_split`` in ``(0, 1)`` [0.8]; ``padding`` a pair ``(low, high)`` of ints,
+            ``0 <= low <= high`` [(36, 60)]; ``max_translation`` int in ``[1, 12 + high]`` [48];
+            ``scale_coeff`` in ``[0, 2)`` [0.4]; ``corr_noise_scale`` ``>= 0`` [0.25];
+            ``iid_noise_scale`` ``>= 0`` [0.02]; ``shear_scale`` ``>= 0`` [0.75]; ``shuffle_seq`` bool
+            [False] (one fixed permutation of the positions, the paper's "shuffled" set);
+            ``final_seq_length`` int ``>= 2`` [40]. ``template_len`` (fixed by the templates) and
+            ``url`` are refused.
+
+    Returns:
+        :class:`Split` named ``"mnist1d"`` (``"mnist1d[shuffled]"`` with ``shuffle_seq``; with any
+        other non-default argument ``"mnist1d[custom]"``): ``x`` of shape ``(n, final_seq_length)``
+        float32, ``y`` of shape ``(n,)`` int64 in ``[0, 10)``, ``num_classes=10``, class names
+        ``"0"``…``"9"``; ``n_train = int(num_samples · train_split)``. Carve a validation part with
+        :func:`validation_split`.
+
+    Raises:
+        ImportError: ``mnist1d`` is not installed (it comes with ``pip install 'mixbook[chapters]'``).
+        TypeError, ValueError: an argument of the wrong kind or outside the range above.
+    """
+    import hashlib
+
+    args = _mnist1d_args(num_samples, seed, dict(dataset_args))
+    standardise = _checks.boolean("standardise", standardise)
+    folder = _mnist1d_cache_dir(cache_dir)
+    version = _mnist1d_version()
+    arrays = None
+    if folder is not None:
+        key = hashlib.sha256(f"{_MNIST1D_CACHE_FORMAT}|{version}|{_json(args)}".encode()).hexdigest()[:20]
+        path = folder / f"mnist1d-{key}.npz"
+        if path.is_file():
+            arrays = _mnist1d_read(path, args)
+    if arrays is None:
+        arrays = _mnist1d_generate(args)
+        if folder is not None:
+            _mnist1d_write(path, arrays, args, version)
+    x_tr, x_te = arrays["x"].astype(np.float64), arrays["x_test"].astype(np.float64)
+    if standardise:
+        x_tr, x_te = _standardise(x_tr, x_te, axis=None)
+    defaults = _mnist1d_args(5000, 42, {})
+    custom = {k for k in _MNIST1D_FIELDS if args[k] != defaults[k]}
+    name = "mnist1d" if not custom else "mnist1d[shuffled]" if custom == {"shuffle_seq"} else "mnist1d[custom]"
+    return Split(
+        x_train=torch.as_tensor(x_tr, dtype=torch.float32),
+        y_train=torch.as_tensor(arrays["y"], dtype=torch.int64),
+        x_test=torch.as_tensor(x_te, dtype=torch.float32),
+        y_test=torch.as_tensor(arrays["y_test"], dtype=torch.int64),
+        num_classes=10,
+        name=name,
+        class_names=tuple(str(k) for k in range(10)),
     )
 
 
