@@ -67,3 +67,29 @@ def test_bad_arguments(labelled):
         synthetic.synthetic_set(x, y, 3, sampler, size=5)
     with pytest.raises(TypeError, match="must return a mixbook.core.mixing.Mixing"):
         synthetic.synthetic_set(x, y, 4, lambda xb, yb, *, generator: xb, size=5)
+
+
+def test_dominant_weight_and_parent_distance(labelled):
+    """The recorded top weight is the mixing's largest weight, and the distance is to that example."""
+    x, y = labelled
+    s = synthetic.synthetic_set(x, y, 4, functools.partial(zeta.sample, gamma=2.8), size=16, batch_size=8,
+                                generator=torch.Generator().manual_seed(2))
+    top = zeta.pseries(8, 2.8)[0]
+    assert s.dominant_weight.shape == (16,) and torch.allclose(s.dominant_weight, top.expand(16))
+    # each output's nearest-in-weight parent is a data point at exactly the recorded distance
+    d = (s.x[:, None, :] - x[None]).norm(dim=-1)                  # (16, 40)
+    assert (d - s.parent_distance[:, None]).abs().min(1).values.max() < 1e-5
+    # mixup: distance to the dominant parent is min(λ, 1 − λ) · ‖x_i − x_j‖, so at most half a pair's distance
+    sm = synthetic.synthetic_set(x, y, 4, functools.partial(mixup.sample, alpha=1.0, per_sample=True), size=64,
+                                 batch_size=8, generator=torch.Generator().manual_seed(3))
+    assert ((sm.dominant_weight >= 0.5 - 1e-6) & (sm.dominant_weight <= 1 + 1e-6)).all()
+    assert (sm.parent_distance <= torch.cdist(x, x).max() / 2 + 1e-5).all()
+    # the identity mixing copies its parent: distance 0, weight 1
+    ident = lambda xb, yb, *, generator: Mixing.pairwise(torch.arange(xb.shape[0]), torch.ones(xb.shape[0]))
+    si = synthetic.synthetic_set(x, y, 4, ident, size=10, batch_size=5, generator=torch.Generator().manual_seed(0))
+    assert torch.all(si.parent_distance == 0) and torch.all(si.dominant_weight == 1)
+
+
+def test_constructed_set_leaves_the_new_fields_empty():
+    s = synthetic.SyntheticSet(x=torch.zeros(1, 1), soft=torch.ones(1, 1), dominant_label=torch.zeros(1, dtype=torch.long))
+    assert s.dominant_weight is None and s.parent_distance is None

@@ -5,8 +5,10 @@ Chapter 4 (where ζ-mixup's and mixup's samples land).
 Chapters compare methods by the examples they make (how far from the data, of what intrinsic
 dimension, with what labels), not only by the models they train. :func:`synthetic_set` draws
 random batches from a data set, applies a sampler's :class:`~mixbook.core.mixing.Mixing` and keeps
-the mixed inputs, their soft labels and the label of each output's dominant (largest-weight)
-example.
+the mixed inputs, their soft labels and, for each output, its dominant (largest-weight) example's
+label, that example's weight and the distance from the output to it: how far a method moves away
+from the example it mostly copies, a measure of the *diversity* of what it generates that chapter 4
+sets against the distance to the data manifold (its realism).
 """
 
 from __future__ import annotations
@@ -34,11 +36,16 @@ class SyntheticSet:
         x: ``(m, *)`` synthetic inputs.
         soft: ``(m, C)`` their soft labels.
         dominant_label: ``(m,)`` label of the example with the largest weight in each mix.
+        dominant_weight: ``(m,)`` that largest weight (``None`` when not recorded).
+        parent_distance: ``(m,)`` Euclidean distance (inputs flattened) from each synthetic input to
+            its dominant example (``None`` when not recorded).
     """
 
     x: torch.Tensor
     soft: torch.Tensor
     dominant_label: torch.Tensor
+    dominant_weight: torch.Tensor | None = None
+    parent_distance: torch.Tensor | None = None
 
     def label_entropy(self) -> torch.Tensor:
         """``(m,)`` Shannon entropy (nats) of each soft label."""
@@ -72,7 +79,8 @@ def synthetic_set(
         generator: optional ``torch.Generator`` on ``x``'s device.
 
     Returns:
-        A :class:`SyntheticSet` of ``size`` examples.
+        A :class:`SyntheticSet` of ``size`` examples, with ``dominant_weight`` and
+        ``parent_distance`` recorded (ties for the largest weight go to the lowest batch index).
     """
     x = _checks.batch("x", x)
     _checks.labels("y", y, num_classes)
@@ -81,15 +89,20 @@ def synthetic_set(
     batch_size = _checks.positive_int("batch_size", batch_size)
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size must be <= the data size {x.shape[0]}, got {batch_size}")
-    xs, softs, doms, have = [], [], [], 0
+    xs, softs, doms, weights, dists, have = [], [], [], [], [], 0
     while have < size:
         idx = torch.randperm(x.shape[0], device=x.device, generator=generator)[:batch_size]
         xb, yb = x[idx], y[idx]
         m = sampler(xb, yb, generator=generator)
         if not isinstance(m, Mixing):
             raise TypeError(f"sampler must return a mixbook.core.mixing.Mixing, got {type(m).__name__}")
-        xs.append(m.apply(xb))
+        mixed = m.apply(xb)
+        top, parent = m.dense().max(dim=1)
+        xs.append(mixed)
         softs.append(m.targets(yb, num_classes))
-        doms.append(yb[m.dense().argmax(dim=1)])
+        doms.append(yb[parent])
+        weights.append(top)
+        dists.append((mixed - xb[parent]).flatten(1).norm(dim=1))
         have += xs[-1].shape[0]
-    return SyntheticSet(torch.cat(xs)[:size], torch.cat(softs)[:size], torch.cat(doms)[:size])
+    cat = lambda parts: torch.cat(parts)[:size]
+    return SyntheticSet(cat(xs), cat(softs), cat(doms), cat(weights), cat(dists))
