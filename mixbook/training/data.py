@@ -464,15 +464,14 @@ def mnist1d(cache_dir: str | os.PathLike | None | bool = None, *, num_samples: i
     standardise = _checks.boolean("standardise", standardise)
     folder = _mnist1d_cache_dir(cache_dir)
     version = _mnist1d_version()
-    arrays = None
+    path = None
     if folder is not None:
         key = hashlib.sha256(f"{_MNIST1D_CACHE_FORMAT}|{version}|{_json(args)}".encode()).hexdigest()[:20]
         path = folder / f"mnist1d-{key}.npz"
-        if path.is_file():
-            arrays = _mnist1d_read(path, args)
+    arrays = _mnist1d_read(path, args) if path is not None and path.is_file() else None
     if arrays is None:
         arrays = _mnist1d_generate(args)
-        if folder is not None:
+        if path is not None:
             _mnist1d_write(path, arrays, args, version)
     x_tr, x_te = arrays["x"].astype(np.float64), arrays["x_test"].astype(np.float64)
     if standardise:
