@@ -115,3 +115,112 @@ def test_fit_many_members_are_independent_and_match_their_seed_init():
     solo, _ = regression.fit_many(x, y, ["erm"], [0], hidden=8, epochs=30)
     with torch.no_grad():
         assert torch.allclose(solo(x)[0], model(x)[0], atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Identities that hold by construction: chapter 8 states them and no longer "checks" them.
+
+def _random_probs(n, c, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(3 * torch.randn(n, c, generator=g, dtype=torch.float64), 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cross_entropy_is_entropy_plus_kl_for_any_q(seed):
+    p, q = _random_probs(64, 3, seed), _random_probs(64, 3, seed + 100)
+    ce = (p * -q.log()).sum(1)
+    assert torch.allclose(ce, bayes.entropy(p) + bayes.kl(p, q), atol=1e-12)
+    # the Bayes classifier has the lowest expected cross-entropy: KL >= 0, 0 only at q = p
+    assert bool((bayes.kl(p, q) >= -1e-12).all()) and float(bayes.kl(p, p).abs().max()) < 1e-12
+
+
+def test_huszar_gap_equals_posterior_kl_exactly_on_a_discrete_space():
+    # p(x, y) and q(x, y) on 50 points × 2 balanced classes: the chain rule of KL in both orders
+    g = torch.Generator().manual_seed(0)
+    p_cond = torch.softmax(torch.randn(2, 50, generator=g, dtype=torch.float64), 1).T     # (x, c): p(x | c)
+    q_cond = torch.softmax(torch.randn(2, 50, generator=g, dtype=torch.float64), 1).T
+    p_x, q_x = p_cond.mean(1), q_cond.mean(1)
+    cond = 0.5 * (p_cond * (p_cond / q_cond).log()).sum(0).sum()
+    marg = (p_x * (p_x / q_x).log()).sum()
+    post = (p_x * bayes.kl(bayes.posterior(p_cond), bayes.posterior(q_cond))).sum()
+    assert float(cond - marg) == pytest.approx(float(post), abs=1e-12)
+    # the loss form of the post: E[-log q_aug(y|x)] = E_x H(p(.|x)) + gap
+    loss = -(0.5 * p_cond * bayes.posterior(q_cond).log()).sum()
+    assert float(loss) == pytest.approx(float((p_x * bayes.entropy(bayes.posterior(p_cond))).sum() + cond - marg), abs=1e-12)
+
+
+def test_huszar_terms_monte_carlo_matches_exact_gaussians():
+    # p(x|c) = N(±1, 1), q(x|c) = N(±1.5, 1.5²) in 1-d: the Monte Carlo terms against quadrature
+    g = torch.Generator().manual_seed(0)
+    n = 200_000
+    y = torch.randint(2, (n,), generator=g)
+    x = torch.randn(n, generator=g, dtype=torch.float64) + torch.where(y == 1, 1.0, -1.0)
+    logn = lambda x, m, s: -0.5 * ((x - m) / s) ** 2 - math.log(s * math.sqrt(2 * math.pi))
+    lp = torch.stack([logn(x, -1.0, 1.0), logn(x, 1.0, 1.0)], 1)
+    lq = torch.stack([logn(x, -1.5, 1.5), logn(x, 1.5, 1.5)], 1)
+    t = bayes.huszar_terms(lp, lq, y)
+    kl_gauss = math.log(1.5) + (1 + 0.5 ** 2) / (2 * 1.5 ** 2) - 0.5            # KL(N(1,1) || N(1.5,1.5²))
+    assert t.conditional == pytest.approx(kl_gauss, abs=4 * t.conditional_se)
+    grid = torch.linspace(-12, 12, 24001, dtype=torch.float64)
+    pg = 0.5 * (logn(grid, -1, 1).exp() + logn(grid, 1, 1).exp())
+    qg = 0.5 * (logn(grid, -1.5, 1.5).exp() + logn(grid, 1.5, 1.5).exp())
+    marg = float((pg * (pg / qg).log()).sum() * (grid[1] - grid[0]))
+    assert t.marginal == pytest.approx(marg, abs=4 * t.marginal_se)
+    assert t.gap == pytest.approx(t.conditional - t.marginal, abs=1e-12) and t.n == n
+    with pytest.raises(ValueError, match="y must be"):
+        bayes.huszar_terms(lp, lq, y[:-1])
+    with pytest.raises(ValueError, match="prior"):
+        bayes.huszar_terms(lp, lq, y, prior=torch.tensor([0.7, 0.7]))
+
+
+def test_bhattacharyya_monte_carlo_of_two_gaussians():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100_000, generator=g, dtype=torch.float64)
+    p = torch.exp(-x ** 2 / 2)
+    q = torch.exp(-(x - 1) ** 2 / 2)
+    bc, se = bayes.bhattacharyya(p, q)
+    assert bc == pytest.approx(math.exp(-1 / 8), abs=4 * se)       # BC of N(0,1), N(1,1) = exp(−Δ²/8)
+
+
+def test_singular_overlap_matches_the_augmented_distribution_of_two_points():
+    # one point a class: p_aug(. | c) puts half its mass on x_c and half on the segment, with the
+    # position densities Beta(α, α+1) and Beta(α+1, α) from the class-0 end; the overlap lives on the segment
+    alpha = 0.7
+    x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    xa, ya = bayes.sample_augmented(x, y, alpha, 400_000, generator=torch.Generator().manual_seed(0))
+    edges = torch.linspace(0, 1, 201, dtype=torch.float64)
+    inner = lambda c: xa[(ya == c) & (xa[:, 0] > 1e-12) & (xa[:, 0] < 1 - 1e-12), 0]
+    h0 = torch.histogram(inner(0), edges).hist / (ya == 0).sum() / (edges[1] - edges[0])
+    h1 = torch.histogram(inner(1), edges).hist / (ya == 1).sum() / (edges[1] - edges[0])
+    bc_hist = float((h0 * h1).sqrt().sum() * (edges[1] - edges[0]))
+    assert bc_hist == pytest.approx(bayes.singular_overlap(alpha, 1, 1), abs=0.01)
+    assert bayes.singular_overlap(1.0, 100, 100) == pytest.approx(math.pi / 8, abs=1e-12)
+    # smoothing can only raise it: the KDE overlap of the same draws at any bandwidth stays above
+    for h in (0.05, 0.2):
+        d = bayes.class_kde(xa[:20000], ya[:20000], xa[20000:24000][ya[20000:24000] == 0] + h * torch.randn(
+            int((ya[20000:24000] == 0).sum()), 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64), h)
+        assert bayes.bhattacharyya(d[:, 0], d[:, 1])[0] > bayes.singular_overlap(alpha, 1, 1) - 0.02
+    with pytest.raises(ValueError, match="alpha"):
+        bayes.singular_overlap(0.0, 1, 1)
+
+
+def test_distance_to_segments_and_sample_moons():
+    pts = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    q = torch.tensor([[1.0, 1.0], [1.0, -1.0], [3.0, 0.0], [0.5, 0.5]])
+    d = bayes.distance_to_segments(q, pts)
+    assert torch.allclose(d, torch.tensor([0.0, 1.0, 1.0, 0.5], dtype=torch.float64), atol=1e-9)
+    mean, std = bayes.moons_standardisation(200, 0.2, 3)
+    x, y = bayes.sample_moons(101, 0.2, mean, std, 7)
+    assert x.shape == (101, 2) and x.dtype == torch.float64 and int((y == 0).sum()) == 50
+
+
+def test_kde_agrees_with_the_direct_sum():
+    g = torch.Generator().manual_seed(0)
+    pts, q = torch.randn(300, 2, generator=g, dtype=torch.float64), torch.randn(700, 2, generator=g, dtype=torch.float64)
+    direct = torch.exp(-torch.cdist(q, pts).square() / (2 * 0.3 ** 2)).sum(1) / (2 * math.pi * 0.3 ** 2) / 300
+    assert torch.allclose(bayes.kde(pts, q, 0.3, chunk=64), direct, rtol=1e-10)
+    joint = bayes.joint_kde(pts, (pts[:, 0] > 0).long(), q, 0.3)
+    cond = bayes.class_kde(pts, (pts[:, 0] > 0).long(), q, 0.3)
+    assert torch.allclose(bayes.posterior(cond), bayes.posterior(cond * 0.5))
+    assert joint.shape == cond.shape == (700, 2)
