@@ -8,7 +8,11 @@
 * :func:`decomposed_loss`: gradient surgery, a loss whose gradient for ``F`` keeps only some of
   the four terms while ``G`` gets the full manifold-mixup gradient;
 * :func:`fit_decomposed` / :func:`repeat_decomposed`: the chapter's training runs of a feature
-  map and a linear head under each gradient mode of :data:`MODES`, on paired seeds.
+  map and a linear head under each gradient mode of :data:`MODES`, on paired seeds, and the
+  control ``"expected"``: the mixed loss averaged over λ and partners (:func:`expected_mixed_loss`);
+* flatness where it can show: :func:`gaussian_classes` (as many points a class as wanted),
+  :func:`hidden_features` and :func:`class_spectra` (the full singular-value spectra of each
+  class's centred features at every hidden layer).
 
 Manifold mixup itself (the sampler at a layer, the training method) is :mod:`mixbook.methods.manifold`.
 """
@@ -23,8 +27,12 @@ from torch import nn
 
 from ..core import _checks
 from ..methods import mixup
+from ..training.data import Split
 
-__all__ = ["KEEP", "MODES", "gradient_terms", "decomposed_loss", "fit_decomposed", "repeat_decomposed"]
+__all__ = ["KEEP", "MODES", "EXPECTED", "ALL_MODES", "gradient_terms", "decomposed_loss", "beta_moments",
+           "expected_mixed_loss",
+           "fit_decomposed", "repeat_decomposed", "gaussian_classes", "hidden_features", "class_spectra",
+           "effective_rank"]
 
 KEEP = ("all", "usual", "cross", "none")
 """The choices of :func:`decomposed_loss`'s ``keep``."""
@@ -236,9 +244,53 @@ def decomposed_loss(feature: nn.Module, head: nn.Linear,  # the arguments of gra
     return full + (s - s.detach())
 
 
+def beta_moments(alpha: float) -> tuple[float, float]:
+    """``(E[λ²], E[λ(1−λ)])`` for λ ~ Beta(α, α): ``((α+1) / (2(2α+1)), α / (2(2α+1)))``."""
+    alpha = _checks.positive_float("alpha", alpha)
+    return (alpha + 1) / (2 * (2 * alpha + 1)), alpha / (2 * (2 * alpha + 1))
+
+
+def expected_mixed_loss(outputs: torch.Tensor, targets: torch.Tensor, alpha: float) -> torch.Tensor:
+    r"""The manifold-mixup squared loss at an affine head, averaged over λ and the partners.
+
+    For a batch with outputs ``o_i = G(F(x_i))`` and targets ``y_i`` (residuals ``r_i = y_i − o_i``),
+    manifold mixup at ``F``'s output draws λ ~ Beta(α, α) and a partner ``j`` (a uniformly random
+    permutation of the batch, so each ``j`` is uniform over the batch) and pays
+    ``½‖λ r_i + (1−λ) r_j‖²`` (the residual at the mixed point, by the head's linearity). Its
+    expectation over λ and the permutation, averaged over the batch, is exactly::
+
+        E[λ²] · mean_i ‖r_i‖²  +  E[λ(1−λ)] · ‖mean_i r_i‖²
+
+    (chapter 3's eq. ``eq-manifold-expectation`` on the batch): ERM's loss ``½ mean ‖r‖²`` rescaled by
+    ``2E[λ²] = (α+1)/(2α+1)``, plus a penalty on the mean residual. Training on it follows the
+    *expected* manifold-mixup gradient without the noise of the draws: the chapter's control.
+
+    Args:
+        outputs, targets: ``(b, k)`` floating tensors (``targets`` one-hot or real-valued).
+        alpha: the Beta's α > 0.
+
+    Returns:
+        A scalar tensor.
+    """
+    outputs, targets = _checks.batch("outputs", outputs), _checks.batch("targets", targets)
+    if outputs.ndim != 2 or targets.shape != outputs.shape:
+        raise ValueError(f"outputs and targets must both have shape (b, k), got {tuple(outputs.shape)} "
+                         f"and {tuple(targets.shape)}")
+    _checks.same_device("targets", targets, outputs.device)
+    e_l2, e_l1l = beta_moments(alpha)
+    r = targets - outputs
+    return e_l2 * r.pow(2).sum(1).mean() + e_l1l * r.mean(0).pow(2).sum()
+
+
 # ====================================================================== the experiment
 MODES = ("erm", "input_mixup", "all", "usual", "cross")
-"""Training modes of :func:`fit_decomposed`."""
+"""The gradient modes of the decomposition experiment (:func:`repeat_decomposed`'s default)."""
+
+EXPECTED = "expected"
+"""The control mode: train on :func:`expected_mixed_loss`, manifold mixup's loss averaged over its draws."""
+
+ALL_MODES = MODES + (EXPECTED,)
+"""Every mode :func:`fit_decomposed` accepts."""
 
 
 def fit_decomposed(
@@ -265,11 +317,16 @@ def fit_decomposed(
     * ``"input_mixup"``: mix inputs and targets, ``½‖W y − G(F(W x))‖²``;
     * ``"all"``: manifold mixup at ``F``'s output (:func:`decomposed_loss` with ``keep="all"``);
     * ``"usual"`` / ``"cross"``: the same loss, but only the usual / cross gradient terms reach
-      ``F`` (``G`` always gets the full gradient).
+      ``F`` (``G`` always gets the full gradient);
+    * ``"expected"`` (:data:`EXPECTED`, the control): :func:`expected_mixed_loss`, the loss of
+      ``"all"`` averaged over λ and the partners, i.e. rescaled ERM plus the mean-residual penalty.
+      It draws (and discards) the same λ and partners as the mixing modes, so that its batches are
+      theirs step for step: against ``"all"`` only the noise of the draws differs.
 
     Each epoch the mean-over-pairs vectors ``usual`` and ``cross`` of :func:`gradient_terms`
     are evaluated on a fixed probe set of ``probe_size`` training pairs with fixed λ, and their
-    norms recorded (whatever the mode, so the terms can be compared along any trajectory).
+    norms recorded (whatever the mode, so the terms can be compared along any trajectory);
+    ``probe_size=0`` skips the probe (the norms are then NaN).
 
     Not :func:`mixbook.training.train.fit`'s loop: a step is two networks whose gradient is
     surgically split (only some terms reach ``F``), with squared-loss targets and plain Adam
@@ -280,7 +337,8 @@ def fit_decomposed(
         feature, head: ``F`` and a linear ``G``; trained in place (Adam).
         x, y: ``(n, *)`` inputs and ``(n, k)`` float targets (one-hot for classification).
         x_test, y_test: held-out data of the same kinds.
-        mode: one of :data:`MODES`.
+        mode: one of :data:`ALL_MODES`.
+        probe_size: pairs in the probe set (0: none).
 
     Returns:
         A pandas DataFrame, one row per epoch: ``epoch``, ``train_loss``, ``test_mse``
@@ -289,8 +347,9 @@ def fit_decomposed(
     """
     import pandas as pd
 
-    mode = _checks.choice("mode", mode, MODES)
+    mode = _checks.choice("mode", mode, ALL_MODES)
     alpha = _checks.positive_float("alpha", alpha)
+    probe_size = _checks.non_negative_int("probe_size", probe_size)
     epochs = _checks.positive_int("epochs", epochs)
     batch_size = _checks.positive_int("batch_size", batch_size)
     lr = _checks.positive_float("lr", lr)
@@ -306,10 +365,11 @@ def fit_decomposed(
     params = list(feature.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     n = x.shape[0]
-    probe = torch.randperm(n, generator=gen, device=x.device)[:probe_size]
-    probe_m = mixup.sample(x[probe], alpha=alpha, generator=gen)
-    p1, p2 = x[probe], x[probe][probe_m.partner]
-    q1, q2 = y[probe], y[probe][probe_m.partner]
+    if probe_size:
+        probe = torch.randperm(n, generator=gen, device=x.device)[:probe_size]
+        probe_m = mixup.sample(x[probe], alpha=alpha, generator=gen)
+        p1, p2 = x[probe], x[probe][probe_m.partner]
+        q1, q2 = y[probe], y[probe][probe_m.partner]
     rows = []
     for epoch in range(1, epochs + 1):
         feature.train()
@@ -325,6 +385,8 @@ def fit_decomposed(
                 m = mixup.sample(xb, alpha=alpha, per_sample=True, generator=gen)
                 if mode == "input_mixup":
                     loss = 0.5 * ((m.apply(yb) - head(feature(m.apply(xb)))) ** 2).sum(1).mean()
+                elif mode == EXPECTED:
+                    loss = expected_mixed_loss(head(feature(xb)), yb, alpha)
                 else:
                     loss = decomposed_loss(feature, head, xb, xb[m.partner], yb, yb[m.partner], m.lam.to(yb.dtype),
                                            keep=mode)
@@ -332,7 +394,7 @@ def fit_decomposed(
             loss.backward()
             opt.step()
             total += loss.detach() * idx.shape[0]
-        terms = gradient_terms(feature, head, p1, p2, q1, q2, probe_m.lam.to(y.dtype))
+        terms = gradient_terms(feature, head, p1, p2, q1, q2, probe_m.lam.to(y.dtype)) if probe_size else None
         with torch.no_grad():
             feature.eval()
             head.eval()
@@ -340,8 +402,9 @@ def fit_decomposed(
             mse = 0.5 * ((y_test - out) ** 2).sum(1).mean()
             acc = (out.argmax(1) == y_test.argmax(1)).double().mean() if one_hot_targets else torch.tensor(float("nan"))
         rows.append({"epoch": epoch, "train_loss": float(total) / n, "test_mse": float(mse),
-                     "test_accuracy": float(acc), "usual_norm": float(terms["usual"].norm()),
-                     "cross_norm": float(terms["cross"].norm())})
+                     "test_accuracy": float(acc),
+                     "usual_norm": float(terms["usual"].norm()) if terms else float("nan"),
+                     "cross_norm": float(terms["cross"].norm()) if terms else float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -371,7 +434,7 @@ def repeat_decomposed(
             pickles).
         x, y, x_test, y_test: as in :func:`fit_decomposed`.
         seeds: integers ≥ 0.
-        modes: a subset of :data:`MODES`.
+        modes: a subset of :data:`ALL_MODES`.
         **fit_kwargs: ``alpha``, ``epochs``, ``batch_size``, ``lr``, ``probe_size`` of
             :func:`fit_decomposed`.
 
@@ -386,8 +449,8 @@ def repeat_decomposed(
         raise ValueError(f"seeds must be a non-empty sequence of integers >= 0, got {seeds!r}")
     seeds = list(seeds)
     if isinstance(modes, str) or not modes:
-        raise ValueError(f"modes must be a non-empty sequence drawn from {MODES}, got {modes!r}")
-    modes = [_checks.choice("modes", m, MODES) for m in modes]
+        raise ValueError(f"modes must be a non-empty sequence drawn from {ALL_MODES}, got {modes!r}")
+    modes = [_checks.choice("modes", m, ALL_MODES) for m in modes]
     bad = set(fit_kwargs) - {"alpha", "epochs", "batch_size", "lr", "probe_size"}
     if bad:
         raise TypeError(f"unexpected keyword argument(s) {sorted(bad)} for fit_decomposed")
@@ -406,3 +469,134 @@ def repeat_decomposed(
             frames.append(hist.assign(mode=mode, seed=seed))
             trained[mode, seed] = model
     return pd.concat(frames, ignore_index=True), trained
+
+
+# ====================================================================== flatness where it can show
+def gaussian_classes(num_classes: int = 6, dim: int = 8, n_per_class: int = 1000, n_test_per_class: int = 200,
+                     separation: float = 1.5, seed: int = 0, task_seed: int = 0) -> Split:
+    """Classes drawn as isotropic Gaussians: as many points a class as a flatness measure needs.
+
+    Class ``c`` is ``N(μ_c, I_dim)`` with ``μ_c ~ N(0, separation² I_dim)`` drawn from
+    ``task_seed`` (the task), so the classes overlap (a Bayes error above zero) and each class fills
+    every input direction: a flat class representation is made by the network, not given by the
+    data. The points are drawn from ``seed`` (a new sample of the same task for each seed): the
+    training set has ``n_per_class`` points a class, the test set ``n_test_per_class``, in class
+    order (training shuffles).
+
+    Args:
+        num_classes: ``C ≥ 2``.
+        dim: input dimension ``≥ 1``.
+        n_per_class, n_test_per_class: points a class, ``≥ 2`` and ``≥ 1``.
+        separation: scale of the class means, ``> 0``.
+        seed: ``int ≥ 0``, the sample's.
+        task_seed: ``int ≥ 0``, the class means'.
+
+    Returns:
+        A :class:`mixbook.training.data.Split` (float32 inputs ``(n, dim)``), ``name="gaussian_classes"``.
+    """
+    num_classes = _checks.positive_int("num_classes", num_classes)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
+    dim = _checks.positive_int("dim", dim)
+    n_per_class = _checks.positive_int("n_per_class", n_per_class)
+    if n_per_class < 2:
+        raise ValueError(f"n_per_class must be an int >= 2 (a class spectrum needs two points), got {n_per_class}")
+    n_test_per_class = _checks.positive_int("n_test_per_class", n_test_per_class)
+    separation = _checks.positive_float("separation", separation)
+    seed, task_seed = _checks.seed("seed", seed), _checks.seed("task_seed", task_seed)
+    means = separation * torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(task_seed))
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(num_classes).repeat_interleave(n)
+        return means[y] + torch.randn(len(y), dim, generator=g), y
+
+    (x_tr, y_tr), (x_te, y_te) = draw(n_per_class), draw(n_test_per_class)
+    return Split(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, num_classes=num_classes,
+                 name="gaussian_classes")
+
+
+def hidden_features(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The output of every non-linearity of ``model.features`` on ``x``, under ``no_grad``, in eval mode.
+
+    ``model.features`` must be an ``nn.Sequential`` (as in :class:`mixbook.training.models.MLP`: Flatten,
+    then Linear and activation per hidden layer). The outputs are keyed by module path
+    (``"features.2"``, ``"features.4"``, …: the names manifold mixup's ``layers`` take); a module
+    counts as a non-linearity when it has no parameters and is not ``nn.Flatten``.
+    """
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise TypeError(f"model must have a `features` nn.Sequential, got {type(features).__name__}")
+    x = _checks.batch("x", x)
+    out, h = {}, x
+    was = features.training
+    features.eval()
+    try:
+        with torch.no_grad():
+            for i, module in enumerate(features):
+                h = module(h)
+                if not isinstance(module, nn.Flatten) and next(module.parameters(), None) is None:
+                    out[f"features.{i}"] = h
+    finally:
+        features.train(was)
+    if not out:
+        raise ValueError("model.features has no non-linearity (a module without parameters, not Flatten)")
+    return out
+
+
+def class_spectra(features: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The full singular-value spectrum of each class's centred features (``torch.linalg.svdvals``).
+
+    For each class ``c`` (sorted; every class needs at least two points), with ``Z_c`` its
+    ``(n_c, d)`` features centred on the class mean, the singular values of ``Z_c / √n_c`` in
+    descending order: the standard deviations of the class along its principal directions, in the
+    features' own units (the spectrum :func:`mixbook.training.metrics.flatness` normalises to sum 1).
+    A spectrum of a class with ``n_c ≤ d`` has at most ``n_c − 1`` non-zero values, so compare
+    models with ``n_c ≫ d``; ``n_per_class`` reports it.
+
+    Args:
+        features: ``(n, d)`` floating tensor; labels: ``(n,)`` integer labels on the same device.
+
+    Returns:
+        ``{"classes": (C,) int64, "n_per_class": (C,) int64, "singular_values": (C, d) float64
+        (zero-padded where n_c < d), "effective_rank": (C,) float64}`` with the effective rank of
+        :func:`effective_rank`.
+    """
+    features = _checks.batch("features", features)
+    if features.ndim != 2:
+        raise ValueError(f"features must have shape (n, d), got {tuple(features.shape)}")
+    labels = _checks.labels("labels", labels)
+    _checks.same_batch("labels", labels, features.shape[0])
+    _checks.same_device("labels", labels, features.device)
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("features must be finite")
+    z = features.detach().to(torch.float64)
+    classes, counts = torch.unique(labels, return_counts=True)
+    if bool((counts < 2).any()):
+        raise ValueError(f"every class needs at least two points, got {counts.min().item()} for one")
+    d = z.shape[1]
+    spectra = []
+    for c, n_c in zip(classes.tolist(), counts.tolist()):
+        zc = z[labels == c]
+        s = torch.linalg.svdvals(zc - zc.mean(0, keepdim=True)) / n_c ** 0.5
+        spectra.append(F.pad(s, (0, d - s.shape[0])))
+    sv = torch.stack(spectra)
+    return {"classes": classes.long(), "n_per_class": counts.long(), "singular_values": sv,
+            "effective_rank": effective_rank(sv)}
+
+
+def effective_rank(singular_values: torch.Tensor) -> torch.Tensor:
+    """``exp(−Σ_j p_j log p_j)`` with ``p = s / Σ s`` along the last dimension (Roy & Vetterli 2007).
+
+    The summary :func:`mixbook.training.metrics.flatness` uses: 1 for points on a line, ``r`` for ``r``
+    equal singular values, 0 for a spectrum of zeros. Any leading shape.
+    """
+    s = _checks.tensor("singular_values", singular_values)
+    if not s.is_floating_point() or s.ndim < 1:
+        raise ValueError("singular_values must be a floating tensor with at least one dimension")
+    if bool((s < 0).any()):
+        raise ValueError("singular values must be >= 0")
+    total = s.sum(-1, keepdim=True)
+    p = torch.where(total > 0, s / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(s))
+    entropy = -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(-1)
+    return torch.where(total[..., 0] > 0, entropy.exp(), torch.zeros_like(entropy))
