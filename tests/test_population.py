@@ -184,11 +184,15 @@ def test_dropout_members_train_in_the_population_with_their_own_masks():
     model_fn = functools.partial(models.MLP, 64, 10, (32, 32), dropout=0.5)
     kw = dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", progress=False)
     torch.manual_seed(0)
-    a = population.repeat(model_fn, split, {"ERM": "erm", "mixup": train.make_method("mixup", alpha=0.4)}, [0, 0], **kw)
-    # two members with the same seed and method differ only by their dropout masks
-    erm = a[a.method == "ERM"].train_loss.to_numpy()
-    assert erm[0] != erm[1]
+    methods = {"ERM a": "erm", "ERM b": "erm", "mixup": train.make_method("mixup", alpha=0.4)}
+    a = population.repeat(model_fn, split, methods, [0], **kw)
+    # two members with the same seed, initialisation, batches and method differ only by their dropout masks
+    erm = a.set_index("method").train_loss
+    assert erm["ERM a"] != erm["ERM b"]
     assert a.accuracy.between(0, 1).all()
+    # without dropout the same two members are the same run
+    plain = population.repeat(functools.partial(models.MLP, 64, 10, (32, 32)), split, methods, [0], **kw)
+    assert plain.set_index("method").train_loss["ERM a"] == plain.set_index("method").train_loss["ERM b"]
 
 
 def test_keep_outputs_holds_the_best_validation_epoch_and_the_last():
