@@ -27,7 +27,9 @@ from torch import nn
 
 from ..core import _checks
 from ..methods import mixup
+from ..training import metrics
 from ..training.data import Split
+from .regression import expected_lam_product
 
 __all__ = ["KEEP", "MODES", "EXPECTED", "ALL_MODES", "gradient_terms", "decomposed_loss", "beta_moments",
            "expected_mixed_loss",
@@ -247,7 +249,7 @@ def decomposed_loss(feature: nn.Module, head: nn.Linear,  # the arguments of gra
 def beta_moments(alpha: float) -> tuple[float, float]:
     """``(E[λ²], E[λ(1−λ)])`` for λ ~ Beta(α, α): ``((α+1) / (2(2α+1)), α / (2(2α+1)))``."""
     alpha = _checks.positive_float("alpha", alpha)
-    return (alpha + 1) / (2 * (2 * alpha + 1)), alpha / (2 * (2 * alpha + 1))
+    return (alpha + 1) / (2 * (2 * alpha + 1)), expected_lam_product(alpha)
 
 
 def expected_mixed_loss(outputs: torch.Tensor, targets: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -560,16 +562,9 @@ def class_spectra(features: torch.Tensor, labels: torch.Tensor) -> dict:
     Returns:
         ``{"classes": (C,) int64, "n_per_class": (C,) int64, "singular_values": (C, d) float64
         (zero-padded where n_c < d), "effective_rank": (C,) float64}`` with the effective rank of
-        :func:`effective_rank`.
+        :func:`mixbook.training.metrics.effective_rank`.
     """
-    features = _checks.batch("features", features)
-    if features.ndim != 2:
-        raise ValueError(f"features must have shape (n, d), got {tuple(features.shape)}")
-    labels = _checks.labels("labels", labels)
-    _checks.same_batch("labels", labels, features.shape[0])
-    _checks.same_device("labels", labels, features.device)
-    if not bool(torch.isfinite(features).all()):
-        raise ValueError("features must be finite")
+    features, labels = metrics.class_features(features, labels)
     z = features.detach().to(torch.float64)
     classes, counts = torch.unique(labels, return_counts=True)
     if bool((counts < 2).any()):
@@ -582,21 +577,8 @@ def class_spectra(features: torch.Tensor, labels: torch.Tensor) -> dict:
         spectra.append(F.pad(s, (0, d - s.shape[0])))
     sv = torch.stack(spectra)
     return {"classes": classes.long(), "n_per_class": counts.long(), "singular_values": sv,
-            "effective_rank": effective_rank(sv)}
+            "effective_rank": metrics.effective_rank(sv)}
 
 
-def effective_rank(singular_values: torch.Tensor) -> torch.Tensor:
-    """``exp(−Σ_j p_j log p_j)`` with ``p = s / Σ s`` along the last dimension (Roy & Vetterli 2007).
-
-    The summary :func:`mixbook.training.metrics.flatness` uses: 1 for points on a line, ``r`` for ``r``
-    equal singular values, 0 for a spectrum of zeros. Any leading shape.
-    """
-    s = _checks.tensor("singular_values", singular_values)
-    if not s.is_floating_point() or s.ndim < 1:
-        raise ValueError("singular_values must be a floating tensor with at least one dimension")
-    if bool((s < 0).any()):
-        raise ValueError("singular values must be >= 0")
-    total = s.sum(-1, keepdim=True)
-    p = torch.where(total > 0, s / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(s))
-    entropy = -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(-1)
-    return torch.where(total[..., 0] > 0, entropy.exp(), torch.zeros_like(entropy))
+effective_rank = metrics.effective_rank
+"""The effective rank of a spectrum: :func:`mixbook.training.metrics.effective_rank`."""

@@ -432,6 +432,37 @@ def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
 __all__ += ["alignment", "uniformity"]
 
 
+def class_features(features: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a ``(n, d)`` finite floating ``features`` tensor and its ``(n,)`` integer ``labels`` on the
+    same device (the arguments of :func:`flatness` and of class-spectrum analyses); returns both."""
+    features = _checks.batch("features", features)
+    if features.ndim != 2:
+        raise ValueError(f"features must have shape (n, d), got {tuple(features.shape)}")
+    labels = _checks.labels("labels", labels)
+    _checks.same_batch("labels", labels, features.shape[0])
+    _checks.same_device("labels", labels, features.device)
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("features must be finite")
+    return features, labels
+
+
+def effective_rank(singular_values: torch.Tensor) -> torch.Tensor:
+    """``exp(−Σ_j p_j log p_j)`` with ``p = s / Σ s`` along the last dimension (Roy & Vetterli 2007).
+
+    1 for points on a line, ``r`` for ``r`` equal singular values, 0 for a spectrum of zeros (0 log 0
+    = 0). Any leading shape: ``(..., m) -> (...)``.
+    """
+    s = _checks.tensor("singular_values", singular_values)
+    if not s.is_floating_point() or s.ndim < 1:
+        raise ValueError("singular_values must be a floating tensor with at least one dimension")
+    if bool((s < 0).any()):
+        raise ValueError("singular values must be >= 0")
+    total = s.sum(-1, keepdim=True)
+    p = torch.where(total > 0, s / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(s))
+    entropy = -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(-1)
+    return torch.where(total[..., 0] > 0, entropy.exp(), torch.zeros_like(entropy))
+
+
 def flatness(features: torch.Tensor, labels: torch.Tensor) -> dict:
     """Singular-value spectra of class-conditional features and their effective rank.
 
@@ -465,14 +496,7 @@ def flatness(features: torch.Tensor, labels: torch.Tensor) -> dict:
         ``"effective_rank"``: ``(C,)`` float64;
         ``"mean_effective_rank"``: a Python float, the mean over the classes (the summary).
     """
-    features = _checks.batch("features", features)
-    if features.ndim != 2:
-        raise ValueError(f"features must have shape (n, d), got {tuple(features.shape)}")
-    labels = _checks.labels("labels", labels)
-    _checks.same_batch("labels", labels, features.shape[0])
-    _checks.same_device("labels", labels, features.device)
-    if not bool(torch.isfinite(features).all()):
-        raise ValueError("features must be finite")
+    features, labels = class_features(features, labels)
     d = features.shape[1]
     z = features.detach().to(torch.float64)
     classes, counts = torch.unique(labels, return_counts=True)
@@ -485,8 +509,7 @@ def flatness(features: torch.Tensor, labels: torch.Tensor) -> dict:
         s = torch.linalg.svdvals(zc - zc.mean(0, keepdim=True))
         total = s.sum()
         p = s / total if bool(total > 0) else torch.zeros_like(s)
-        entropy = -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum()
-        eranks.append(entropy.exp() if bool(total > 0) else torch.zeros((), dtype=z.dtype, device=z.device))
+        eranks.append(effective_rank(s))
         spectra.append(F.pad(p, (0, d - p.shape[0])))
     erank = torch.stack(eranks)
     return {
@@ -497,4 +520,4 @@ def flatness(features: torch.Tensor, labels: torch.Tensor) -> dict:
     }
 
 
-__all__ += ["flatness"]
+__all__ += ["class_features", "effective_rank", "flatness"]
