@@ -94,3 +94,33 @@ def test_run_trains_each_configuration_and_keeps_best_and_last():
     # the weight decay reached the members: same seed and method, other decay, other result
     erm = runs[runs.arm == "ERM"].set_index(["weight_decay", "seed"])["val_nll (last)"]
     assert abs(erm[0.0, 0] - erm[1.0, 0]) > 1e-4
+
+
+def test_with_examples_and_calibrated_agree_with_the_kept_logits():
+    split = data.validation_split(data.digits(), 0.2, seed=0)
+    arms = _arms()
+    configs = {"clean": tuning.configurations(arms, [0.0])[:2]}
+    model = lambda regime, p: functools.partial(models.MLP, 64, 10, (16,), dropout=p)
+    runs, outputs, _ = tuning.run({"clean": split}, arms, configs, [0, 1], model, epochs={"clean": 3},
+                                  eval_points=3, batch_size=128, lr=3e-3, device="cpu")
+    shuffled = runs.iloc[::-1].reset_index(drop=True)             # rows in any order keep their own values
+    ex = tuning.with_examples(shuffled, outputs, {"clean": split}, at="last")
+    for _, row in ex.iterrows():
+        assert row["correct"].shape == (split.x_test.shape[0],)
+        assert abs(row["correct"].mean() - row["accuracy (last)"]) < 1e-6
+    cal = tuning.calibrated(shuffled, outputs, {"clean": split})
+    for row in cal.itertuples():
+        o = outputs["clean", row.label, row.seed]["best"]
+        logits = torch.from_numpy(o["test_logits"]).double()
+        val = torch.from_numpy(o["val_logits"]).double()
+        # the fitted temperature minimises the validation NLL: no grid value does better
+        nll = lambda t: torch.nn.functional.cross_entropy(val / t, split.y_val).item()
+        assert nll(row.temperature) <= min(nll(t) for t in np.linspace(0.2, 5, 97)) + 1e-6
+        scaled = torch.nn.functional.cross_entropy(logits / row.temperature, split.y_test).item()
+        assert abs(scaled - row.nll_ts) < 1e-5
+        prob = torch.softmax(logits, 1)
+        assert abs(prob.max(1).values.mean().item() - row.confidence) < 1e-9
+        wrong = prob.argmax(1) != split.y_test
+        assert abs(prob.max(1).values[wrong].mean().item() - row.confidence_wrong) < 1e-9
+    with pytest.raises(ValueError, match="at must be"):
+        tuning.with_examples(runs, outputs, {"clean": split}, at="middle")

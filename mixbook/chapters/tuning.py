@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Arm", "Config", "configurations", "run", "choose", "on_edge", "per_example"]
+__all__ = ["Arm", "Config", "configurations", "run", "choose", "on_edge", "per_example", "with_examples", "calibrated"]
 
 
 @dataclass(frozen=True)
@@ -221,3 +221,53 @@ def per_example(outputs: Mapping, runs, y_test, at: str = "best") -> dict[str, n
         correct.append((logits.argmax(1) == y).double().numpy())
         nll.append(torch.nn.functional.cross_entropy(logits, y, reduction="none").numpy())
     return {"correct": np.stack(correct), "nll": np.stack(nll)}
+
+
+def with_examples(frame, outputs: Mapping, splits: Mapping[str, Any], at: str = "best"):
+    """``frame`` with two object columns of per-example test values from the logits kept at ``at``:
+    ``correct`` (0/1 a test example) and ``nll_examples`` (its cross-entropy), each a ``(n_test,)``
+    array, as :func:`mixbook.chapters.stats.compare`'s ``examples`` expects for a bootstrap over seeds
+    and test examples. ``splits`` is ``{regime: Split}`` (the test labels)."""
+    if at not in ("best", "last"):
+        raise ValueError(f"at must be 'best' or 'last', got {at!r}")
+    correct, nll = [None] * len(frame), [None] * len(frame)
+    regimes = frame.regime.to_numpy()
+    for regime in dict.fromkeys(regimes):
+        idx = np.flatnonzero(regimes == regime)
+        ex = per_example(outputs, frame.iloc[idx], splits[regime].y_test, at=at)
+        for k, i in enumerate(idx):
+            correct[i], nll[i] = ex["correct"][k], ex["nll"][k]
+    return frame.assign(correct=correct, nll_examples=nll)
+
+
+def calibrated(frame, outputs: Mapping, splits: Mapping[str, Any], at: str = "best"):
+    """Calibration of each row of ``frame`` before and after temperature scaling (Guo et al. 2017).
+
+    The temperature is fitted on the row's validation logits kept at ``at``
+    (:func:`mixbook.training.calibration.fit_temperature`) and applied to its test logits. Returns
+    ``frame`` with ``temperature``, ``at_bound`` (the fit stopped at its bound), ``ece_ts`` and
+    ``nll_ts`` (test ECE and NLL after scaling), ``confidence`` (mean top probability) and
+    ``confidence_wrong`` (the same over misclassified test examples; NaN when none is).
+    """
+    import torch
+
+    from ..training import calibration, metrics
+
+    if at not in ("best", "last"):
+        raise ValueError(f"at must be 'best' or 'last', got {at!r}")
+    cols = {k: [] for k in ("temperature", "at_bound", "ece_ts", "nll_ts", "confidence", "confidence_wrong")}
+    for regime, label, seed in zip(frame.regime, frame.label, frame.seed):
+        o, split = outputs[regime, label, seed][at], splits[regime]
+        test, val = torch.from_numpy(o["test_logits"]), torch.from_numpy(o["val_logits"])
+        t = calibration.fit_temperature(val, split.y_val)
+        scaled = calibration.temperature_scale(test, t.value)
+        prob = torch.softmax(test.double(), 1)
+        wrong = prob.argmax(1) != split.y_test
+        top = prob.max(1).values
+        cols["temperature"].append(t.value)
+        cols["at_bound"].append(t.at_bound)
+        cols["ece_ts"].append(float(metrics.ece(scaled, split.y_test)))
+        cols["nll_ts"].append(float(metrics.nll(scaled, split.y_test)))
+        cols["confidence"].append(float(top.mean()))
+        cols["confidence_wrong"].append(float(top[wrong].mean()) if bool(wrong.any()) else math.nan)
+    return frame.assign(**cols)
