@@ -50,3 +50,22 @@ def test_bad_arguments():
         metrics.uniformity(torch.ones(3, 2), t=0.0)
     with pytest.raises(TypeError, match="z"):
         metrics.uniformity(torch.ones(3, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_uniformity_jensen_bound_and_the_bounds_of_nonnegative_embeddings(nonnegative):
+    """Chapter 5's eq. (eq-uniformity-bound): uniformity >= -2t * 2N/(N-1) * (1 - |mean direction|^2) for any
+    embedding; for non-negative ones (after a ReLU) alignment <= 2 and uniformity >= -2t as well."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        z = torch.randn(50, 6, generator=g, dtype=torch.float64) * (1 + trial)
+        if nonnegative:
+            z = z.relu() + 1e-3
+        y = torch.randint(0, 3, (50,), generator=g)
+        u = torch.nn.functional.normalize(z, dim=1)
+        n = u.shape[0]
+        bound = -2 * 2.0 * n / (n - 1) * (1 - float(u.mean(0).pow(2).sum()))
+        assert metrics.uniformity(z, t=2.0).item() >= bound - 1e-9
+        if nonnegative:
+            assert metrics.alignment(z, y).item() <= 2 + 1e-9
+            assert metrics.uniformity(z, t=2.0).item() >= -4 - 1e-9

@@ -124,3 +124,26 @@ def test_with_examples_and_calibrated_agree_with_the_kept_logits():
         assert abs(prob.max(1).values[wrong].mean().item() - row.confidence_wrong) < 1e-9
     with pytest.raises(ValueError, match="at must be"):
         tuning.with_examples(runs, outputs, {"clean": split}, at="middle")
+
+
+def test_two_stage_chooses_on_tuning_seeds_and_evaluates_the_choice_on_every_seed():
+    split = data.validation_split(data.digits(), 0.2, seed=0)
+    arms = _arms()
+    model = lambda regime, p: functools.partial(models.MLP, 64, 10, (16,), dropout=p)
+    final, chosen, runs, outputs, curves = tuning.two_stage(
+        {"clean": split}, arms, [0, 1, 2], model, tuning_seeds=2, weight_decays=[0.0, 1.0], epochs={"clean": 2},
+        eval_points=2, batch_size=128, lr=3e-3, device="cpu")
+    # stage 1: ERM + 3 alphas at wd 0; stage 2: the other decay at the chosen knob of each arm; both on seeds 0, 1
+    tune = runs[runs.seed < 2]
+    assert len(tune) == (1 + 3) * 2 + 2 * 2
+    assert set(tune[tune.weight_decay == 1.0].arm) == {"ERM", "mixup"}
+    # the choice is the best mean validation accuracy over the tuning runs, and only it runs on seed 2
+    assert {k: c.label for k, c in chosen.items()} == {k: c.label for k, c in tuning.choose(tune).items()}
+    assert sorted(runs[runs.seed == 2].label) == sorted(c.label for c in chosen.values())
+    assert len(final) == 2 * 3 and set(final.method) == {"ERM", "mixup"}
+    assert final.groupby("method").seed.nunique().eq(3).all()
+    assert all((r, l, s) in outputs for r, l, s in zip(final.regime, final.label, final.seed))
+    with pytest.raises(ValueError, match="tuning_seeds"):
+        tuning.two_stage({"clean": split}, arms, [0], model, tuning_seeds=2, weight_decays=[0.0], epochs={"clean": 1})
+    with pytest.raises(ValueError, match="include 0"):
+        tuning.two_stage({"clean": split}, arms, [0], model, tuning_seeds=1, weight_decays=[1.0], epochs={"clean": 1})

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Arm", "Config", "configurations", "run", "choose", "on_edge", "per_example", "with_examples", "calibrated"]
+__all__ = ["Arm", "Config", "configurations", "run", "choose", "on_edge", "per_example", "with_examples", "calibrated", "two_stage"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,64 @@ def run(
     frame = frame.sort_values(["regime", "arm", "value", "weight_decay", "seed"],
                               key=lambda s: s.map(order) if s.name == "regime" else s, kind="stable")
     return frame.reset_index(drop=True), outputs, pd.concat(curves, ignore_index=True)
+
+
+def two_stage(
+    splits: Mapping[str, Any],
+    arms: Sequence[Arm] | Mapping[str, Sequence[Arm]],
+    seeds: Sequence[int],
+    model: Callable[[str, float], Callable[[], Any]],
+    *,
+    tuning_seeds: int,
+    weight_decays: Sequence[float],
+    **run_kwargs: Any,
+):
+    """The equal-budget protocol of chapters 1, 5 and 6, in three calls of :func:`run`.
+
+    1. every arm's knob grid at no weight decay, on the first ``tuning_seeds`` seeds;
+    2. the other weight decays at each arm's chosen knob, on the same seeds;
+    3. each arm's chosen configuration (:func:`choose` over stages 1 and 2) on the remaining seeds.
+
+    Every record is that of the run's best validation epoch (early stopping), with the last epoch's
+    beside it. An arm without a knob gets its weight decay chosen over the whole grid. Arguments
+    are :func:`run`'s (``run_kwargs``: ``epochs``, ``eval_points``, ``workers``, ``batch_size``…).
+
+    Returns:
+        ``(final, chosen, runs, outputs, curves)``: ``final`` holds one row per (regime, arm, seed),
+        the chosen configuration's, with a ``method`` column (the arm's name); ``chosen`` is
+        ``{(regime, arm): Config}``; ``runs`` every run of the three stages; ``outputs`` and
+        ``curves`` as :func:`run` returns them, over the three stages.
+    """
+    import pandas as pd
+
+    seeds = [int(s) for s in seeds]
+    if not 1 <= tuning_seeds <= len(seeds):
+        raise ValueError(f"tuning_seeds must be in [1, {len(seeds)}] (the number of seeds), got {tuning_seeds}")
+    decays = sorted(float(w) for w in weight_decays)
+    if 0.0 not in decays:
+        raise ValueError(f"weight_decays must include 0 (stage 1 searches the knobs without decay), got {weight_decays!r}")
+    arms_of = arms if isinstance(arms, Mapping) else {regime: arms for regime in splits}
+    tune = seeds[:tuning_seeds]
+    grid = {r: configurations(arms_of.get(r, ()), [0.0]) for r in splits}
+    runs_1, out_1, curves_1 = run(splits, arms_of, grid, tune, model, **run_kwargs)
+    knob = choose(runs_1)
+    more = {r: [Config(c.arm, c.knob, c.value, w, c.dropout) for (rr, _), c in knob.items() if rr == r
+                for w in decays if w != 0.0] for r in splits}
+    stages = [(runs_1, out_1, curves_1)]
+    if any(more.values()):
+        stages.append(run(splits, arms_of, more, tune, model, **run_kwargs))
+    chosen = choose(pd.concat([s[0] for s in stages], ignore_index=True))
+    if len(seeds) > tuning_seeds:
+        rest = {r: [c for (rr, _), c in chosen.items() if rr == r] for r in splits}
+        stages.append(run(splits, arms_of, rest, seeds[tuning_seeds:], model, **run_kwargs))
+    runs = pd.concat([s[0] for s in stages], ignore_index=True)
+    outputs = {k: v for s in stages for k, v in s[1].items()}
+    curves = pd.concat([s[2] for s in stages], ignore_index=True)
+    labels = {(r, a): c.label for (r, a), c in chosen.items()}
+    keep = [labels.get((r, a)) == l for r, a, l in zip(runs.regime, runs.arm, runs.label)]
+    final = runs[keep]
+    final = final.assign(method=final.arm).reset_index(drop=True)
+    return final, chosen, runs, outputs, curves
 
 
 def choose(runs, *, metric: str = "val_accuracy", tie_break: str = "val_nll") -> dict[tuple[str, str], Config]:
