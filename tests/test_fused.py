@@ -73,7 +73,7 @@ def test_compiled_equals_eager_on_cpu(backend):
 
 def test_auto_falls_back_to_eager_when_compiling_fails(backend, monkeypatch):
     """Under "auto", a compiler failure warns once and leaves the eager result; "compiled" raises."""
-    def broken():
+    def broken(signature):
         def kernel(*args):
             raise RuntimeError("no compiler for this device")
         return kernel
@@ -90,7 +90,7 @@ def test_auto_falls_back_to_eager_when_compiling_fails(backend, monkeypatch):
     with pytest.raises(RuntimeError, match="no compiler"):
         m.apply(x)
     backend("auto")
-    monkeypatch.setattr(fused, "uses_compiled", lambda device: not fused._compile_failed)
+    monkeypatch.setattr(fused, "uses_compiled", lambda device, nbytes=None: not fused._compile_failed)
     with pytest.warns(RuntimeWarning, match="eager kernels for the rest of this process"):
         got = m.apply(x)
     assert torch.equal(got, want)
@@ -98,3 +98,52 @@ def test_auto_falls_back_to_eager_when_compiling_fails(backend, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning: the eager path is taken directly
         assert torch.equal(m.apply(x), want)
+
+
+def test_no_recompile_limit_fallback_across_batch_sizes_dtypes_and_forms(backend, monkeypatch):
+    """Every batch size of an epoch (the last batch is smaller), four dtypes, per-batch and
+    per-example λ, partners from the batch or from a second batch, features, images and videos:
+    no compiled function ever reaches Dynamo's recompile limit (under ``fullgraph=True`` that is
+    an error, which ``"compiled"`` raises instead of falling back). Traced with Dynamo's
+    ``eager`` backend: the guards, caches and limits are Dynamo's whatever compiles the graph."""
+    import torch._dynamo
+
+    monkeypatch.setattr(fused, "_COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(fused, "_COMPILED", {})
+    torch._dynamo.reset()
+    backend("compiled")
+    g = torch.Generator().manual_seed(5)
+    shapes = [(5,), (3, 4, 4), (2, 3, 2, 2)]
+    seen = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+            for b in (1, 2, 3, 7, 32, 33, 100):
+                for shape in shapes:
+                    x = torch.randn(b, *shape, generator=g).to(dtype)
+                    for per_sample in (False, True):
+                        m = mixup.sample(x, alpha=1.0, per_sample=per_sample, generator=g)
+                        got = m.apply(x)
+                        backend("eager")
+                        want = m.apply(x)
+                        backend("compiled")
+                        torch.testing.assert_close(got, want, rtol=0, atol=4 * torch.finfo(dtype).eps * 8)
+                        seen += 1
+                    pool = torch.randn(b + 3, *shape, generator=g).to(dtype)
+                    m = mixbook.methods.reformulation.sample(x, alpha=1.0, partners=pool, generator=g)
+                    torch.testing.assert_close(m.apply(x, pool), x.lerp(pool[m.partner], 1 - m.lam.to(dtype).view(-1, *[1] * len(shape))),
+                                               rtol=0, atol=4 * torch.finfo(dtype).eps * 8)
+    assert seen == 4 * 7 * 3 * 2
+    # one compiled function per (dtype, aliased, one λ a batch), never more
+    assert len(fused.compiled_signatures()) <= 4 * 2 * 2
+
+
+def test_auto_uses_the_compiled_kernel_only_for_large_cuda_batches(backend, monkeypatch):
+    backend("auto")
+    monkeypatch.setattr(fused, "_triton_available", lambda: True)
+    monkeypatch.setattr(fused, "_compile_failed", False)
+    cuda = torch.device("cuda")
+    assert not fused.uses_compiled(cuda, fused.AUTO_MIN_BYTES - 1)
+    assert fused.uses_compiled(cuda, fused.AUTO_MIN_BYTES)
+    assert fused.uses_compiled(cuda)
+    assert not fused.uses_compiled(torch.device("cpu"), 10 * fused.AUTO_MIN_BYTES)

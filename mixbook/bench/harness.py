@@ -88,10 +88,10 @@ from .cases import (ALPHA, CPU_MAX_TENSOR_MB, EMBED_CLASSES, EMBED_DIM, FAMILIES
                     _DTYPES, Case, _resolve_device, bytes_moved, make_cases)
 from .peers import _Inputs, _Op, embedding_peers, image_peers, multimix_numpy_reference, zeta_numpy_reference
 from .targets import LIMITS, TARGETS_CPU, TARGETS_CUDA, entries, evaluate_targets
-from .timing import (COMPILED_SUFFIX, _compiled_call, _host_sync_free, _peak_extra_bytes, dispatched_ops,
+from .timing import (COMPILED_SUFFIX, _compiled_call, _host_sync_free, _peak_extra_bytes, cuda_path_ops, dispatched_ops,
                      time_ops)
 
-__all__ = ["time_ops", "dispatched_ops", "COMPILED_SUFFIX", "zeta_numpy_reference", "multimix_numpy_reference",
+__all__ = ["time_ops", "dispatched_ops", "cuda_path_ops", "COMPILED_SUFFIX", "zeta_numpy_reference", "multimix_numpy_reference",
            "bytes_moved", "Case", "make_cases", "run", "format_table", "main", "evaluate_targets", "provenance",
            "FAMILIES", "TARGETS_CPU", "LIMITS", "TARGETS_CUDA", "entries"]
 

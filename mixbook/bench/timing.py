@@ -20,7 +20,7 @@ import torch
 
 from ..core import _checks
 
-__all__ = ["time_ops", "dispatched_ops", "COMPILED_SUFFIX"]
+__all__ = ["time_ops", "dispatched_ops", "cuda_path_ops", "COMPILED_SUFFIX"]
 
 
 def _sync(device: torch.device | None) -> None:
@@ -143,6 +143,42 @@ def dispatched_ops(fn: Callable[[], object]) -> dict[str, int]:
 
     with _Count():
         fn()
+    return dict(counts)
+
+
+def cuda_path_ops(fn: Callable[..., object], *inputs: torch.Tensor, warmup: int = 1) -> dict[str, int]:
+    """The ATen operators ``fn(*inputs)`` dispatches when ``inputs`` live on a CUDA device, counted
+    on a machine without one.
+
+    Each input is replaced by a *fake* CUDA tensor of its shape and dtype
+    (``torch._subclasses.FakeTensorMode``: metadata only, no memory, no kernels), so the call
+    takes mixbook's CUDA code path (no value checks, the CUDA pairing, the CUDA dtype choices)
+    and every operator it dispatches is counted (:func:`dispatched_ops`, ATen operators only).
+    On a GPU each is at least one kernel launch at ~5–8 µs of host time (the H200 profile of
+    chapter 7): the count is the CPU proxy of a small batch's per-call cost. Random draws
+    without a generator are used (a CUDA ``torch.Generator`` needs a device); with one the
+    same operators run. ``fn`` is called ``warmup`` times first (lazy initialisation is not
+    counted). The inputs' values are ignored.
+    """
+    from collections import Counter
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts: Counter[str] = Counter()
+
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace == "aten":
+                counts[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with FakeTensorMode():
+        fakes = [torch.empty(t.shape, dtype=t.dtype, device="cuda") for t in inputs]
+        for _ in range(warmup):
+            fn(*fakes)
+        with _Count():
+            fn(*fakes)
     return dict(counts)
 
 
