@@ -44,3 +44,38 @@ def test_one_beta_draw_is_a_handful_of_operators(a, b, bound):
     g = torch.Generator().manual_seed(0)
     counts = bench.dispatched_ops(lambda: mixbook.core.distributions.beta(a, b, (1,), generator=g))
     assert sum(counts.values()) <= bound, counts
+
+
+# ---------------------------------------------------------------------- the CUDA path, counted without a GPU
+E = torch.randn(32, 512)
+
+CUDA_BOUNDS = {  # call -> (inputs, the most ATen operators its CUDA path may dispatch)
+    # a key draw, a sort, the Beta draw (fill, Gamma, log, softmax) and two views
+    "mixup.sample": (lambda x, y: mixbook.methods.mixup.sample(x), (X, Y), 8),
+    "reformulation.sample": (lambda x, y: mixbook.methods.reformulation.sample(x), (X, Y), 10),
+    # one-hot (fill, scatter), gather, lerp, views: after the sample
+    "Mixing.targets": (lambda x, y: mixbook.methods.mixup.sample(x).targets(y, 10), (X, Y), 14),
+    "MixUp": (lambda x, y: mixbook.MixUp(alpha=1.0, num_classes=10)(x, y), (X, Y), 17),
+    # keys, the dominant key, one sort, one scatter of a cached p-series, one matmul
+    "zeta.sample+apply": (lambda x, y: mixbook.methods.zeta.sample(x).apply(x), (X, Y), 11),
+    # one exponential draw an entry, its row sum, one matmul
+    "multimix.sample+apply (n=1000)": (lambda e, y: mixbook.methods.multimix.sample(e, n=1000).apply(e), (E, Y), 9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUDA_BOUNDS))
+def test_cuda_path_operators_are_bounded(name):
+    """Each operator of a call on CUDA is at least one kernel launch (~5-8 µs of host time on the
+    H200 of chapter 7): the count on fake CUDA tensors is the per-call cost a CPU can measure."""
+    fn, inputs, bound = CUDA_BOUNDS[name]
+    counts = bench.cuda_path_ops(fn, *inputs)
+    total = sum(counts.values())
+    assert 0 < total <= bound, f"{name}: {total} operators on the CUDA path (bound {bound}): {counts}"
+    assert "randperm" not in counts and "_local_scalar_dense" not in counts, counts   # no randperm, no host read
+
+
+def test_cuda_path_counter_sees_the_cuda_branch():
+    """The fake inputs are CUDA tensors: the pairing is the sorted keys, not the CPU's randperm."""
+    on_cpu = bench.dispatched_ops(lambda: mixbook.methods.mixup.sample(X))
+    on_cuda = bench.cuda_path_ops(lambda x: mixbook.methods.mixup.sample(x), X)
+    assert "randperm" in on_cpu and "randperm" not in on_cuda and "sort" in on_cuda

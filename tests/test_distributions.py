@@ -216,3 +216,23 @@ def test_log_gamma_gradient_is_the_same_on_every_path(a0, boost):
     D.log_gamma(ref, _gen(8)).sum().backward()
     assert conc.grad is not None and bool(conc.grad.ne(0).any())
     torch.testing.assert_close(conc.grad, ref.grad, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.5])
+def test_dirichlet_accelerator_path_has_the_dirichlet_law(monkeypatch, alpha):
+    """Off the CPU, Dirichlet(α ≥ 1) rows are one Gamma (exponential for α = 1) draw an entry over
+    its row sum. Taken on the CPU here through the test switch: rows sum to 1 and one entry's
+    marginal is Beta(α, (b − 1)α) (Kolmogorov–Smirnov)."""
+    from scipy import stats as st
+
+    from mixbook.core import _random
+
+    monkeypatch.setattr(_random, "_DEVICE_PATHS_ON_CPU", True)
+    g = torch.Generator().manual_seed(7)
+    b = 6
+    w = D.dirichlet(alpha, (20_000, b), generator=g)
+    assert w.dtype == torch.float32 and (w >= 0).all()
+    torch.testing.assert_close(w.sum(1), torch.ones(20_000), rtol=0, atol=1e-5)
+    assert st.kstest(w[:, 0].double().numpy(), st.beta(alpha, (b - 1) * alpha).cdf).pvalue > 1e-3
+    one = D.dirichlet(alpha, (3, 1), generator=g)
+    assert torch.equal(one, torch.ones(3, 1))

@@ -425,3 +425,14 @@ def test_direct_construction_checks_the_structure(kwargs, error, words):
         Mixing(**kwargs)
     assert Mixing(batch_size=3, partner=torch.arange(3), lam=torch.ones(3)).num_outputs == 3
     assert Mixing(batch_size=2, weights=torch.ones(5, 2) / 2).num_outputs == 5
+
+
+def test_a_drawn_mixing_is_the_checked_one():
+    """The samplers' unchecked constructor builds what the checked one builds."""
+    p, lam = torch.tensor([2, 0, 1]), torch.tensor([0.25, 0.5, 1.0])
+    a, b = Mixing._drawn(p, lam), Mixing.pairwise(p, lam)
+    for field in ("batch_size", "partner_size", "weights"):
+        assert getattr(a, field) == getattr(b, field)
+    assert torch.equal(a.partner, b.partner) and torch.equal(a.lam, b.lam) and torch.equal(a.dense(), b.dense())
+    x = torch.randn(3, 4)
+    assert torch.equal(a.apply(x), b.apply(x))

@@ -19,7 +19,7 @@ from mixbook.bench import cuda_path_ops
 
 @pytest.fixture
 def keys_on_cpu(monkeypatch):
-    monkeypatch.setattr(_random, "_KEYS_ON_CPU", True)
+    monkeypatch.setattr(_random, "_DEVICE_PATHS_ON_CPU", True)
 
 
 def test_the_cpu_stream_is_torch_randperm():

@@ -305,7 +305,8 @@ def labels(name: str, y: object, num_classes: int | None = None) -> torch.Tensor
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one label per example), got shape {tuple(y.shape)}")
     if num_classes is not None and y.numel() and check_values(y):
-        lo, hi = int(y.min()), int(y.max())
+        lo, hi = torch.aminmax(y)       # one operator for both ends
+        lo, hi = int(lo), int(hi)
         if lo < 0 or hi >= num_classes:
             raise ValueError(
                 f"{name} must lie in [0, num_classes) = [0, {num_classes}), got values in [{lo}, {hi}]"

@@ -137,12 +137,15 @@ def randint(high: int, shape: tuple[int, ...] | torch.Size, *, device: torch.dev
 KEY_BITS = 62
 """Bits of the random keys :func:`randperm` sorts off the CPU (``randint(2**KEY_BITS)``)."""
 
-_KEYS_ON_CPU = False   # tests only: take the sorted-keys path on the CPU too
+_DEVICE_PATHS_ON_CPU = False   # tests only: take the accelerator's sampling paths on the CPU too
 
 
 def sorts_keys(device: torch.device | str) -> bool:
-    """Whether :func:`randperm` on ``device`` is the argsort of random keys (every device but the CPU)."""
-    return torch.device(device).type != "cpu" or _KEYS_ON_CPU
+    """Whether mixbook draws on ``device`` with its accelerator paths (every device but the CPU):
+    :func:`randperm` as the argsort of random keys, and the few-kernel Dirichlet of
+    :func:`mixbook.core.distributions.dirichlet`. The CPU keeps the streams every seeded result of
+    the book was computed with."""
+    return _DEVICE_PATHS_ON_CPU or torch.device(device).type != "cpu"
 
 
 def randperm(n: int, *, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:

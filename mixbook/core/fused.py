@@ -139,7 +139,7 @@ def pairwise(x: torch.Tensor, source: torch.Tensor, partner: torch.Tensor, lam: 
         return kernel(x, source, partner, lam)
     if _backend == "compiled":
         return _run_compiled(x, source, partner, lam)
-    if uses_compiled(x.device, x.numel() * x.element_size()):
+    if _backend == "auto" and x.is_cuda and uses_compiled(x.device, x.numel() * x.element_size()):
         try:
             return _run_compiled(x, source, partner, lam)
         except Exception as err:  # Inductor/Triton failures have no common base class

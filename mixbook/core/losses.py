@@ -48,7 +48,8 @@ def _one_hot(y: torch.Tensor, num_classes: int, smoothing: float, dtype: torch.d
     """:func:`one_hot` for arguments the caller has already checked (one scatter, no checks)."""
     off = smoothing / num_classes
     out = torch.full((y.shape[0], num_classes), off, dtype=dtype, device=y.device)
-    return out.scatter_(1, y.long().unsqueeze(1), 1.0 - smoothing + off)
+    index = y if y.dtype == torch.int64 else y.long()
+    return out.scatter_(1, index.unsqueeze(1), 1.0 - smoothing + off)
 
 
 def _check_logits(logits: object, batch_size: int | None = None) -> torch.Tensor:

@@ -116,6 +116,20 @@ class Mixing:
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    def _drawn(cls, partner: torch.Tensor, lam: torch.Tensor) -> "Mixing":
+        """A pairwise mixing a sampler has just drawn: ``(b,)`` int64 ``partner`` in ``[0, b)`` and
+        ``(b,)`` floating ``lam`` in ``[0, 1]`` on one device, by construction. Skips the
+        structural checks of ``__post_init__`` (the samplers' hot path; tests compare the two)."""
+        m = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(m, "batch_size", partner.shape[0])
+        set_(m, "partner", partner)
+        set_(m, "lam", lam)
+        set_(m, "weights", None)
+        set_(m, "partner_size", None)
+        return m
+
+    @classmethod
     def pairwise(cls, partner: torch.Tensor, lam: torch.Tensor, partner_size: int | None = None) -> "Mixing":
         """Pairwise mixing ``out[k] = lam[k] x[k] + (1 - lam[k]) p[partner[k]]``.
 
@@ -331,6 +345,8 @@ def _channels_last_order(x: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, .
 
 def _tv_wrap(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Re-wrap ``out`` as torchvision's ``Image``/``Video`` when ``like`` is one (as ``v2.MixUp`` does)."""
+    if type(like) is torch.Tensor:   # the hot path: a plain tensor is never an Image or a Video
+        return out
     import sys
 
     tv = sys.modules.get("torchvision.tv_tensors")
@@ -557,7 +573,10 @@ class MixingTransform(nn.Module, Method):
             targets = m._label_targets(y, self.num_classes, self.smoothing)
         else:
             targets = m.targets(y, self.num_classes, self.smoothing, multi_label=self.multi_label)
-        return _tv_wrap(m.apply(x), x), targets, tuple(outs)
+        # x was checked by image_batch and the mixing drawn for it (its batch size and device):
+        # Mixing.apply's checks would repeat those
+        mixed = m._mix(x) if type(m) is Mixing and m.partner_size is None and m.batch_size == x.shape[0] else m.apply(x)
+        return _tv_wrap(mixed, x), targets, tuple(outs)
 
     def forward(self, *inputs: object, generator: torch.Generator | None = None) -> object:
         """Mix a batch and its labels; returns ``(n, *)`` inputs and ``(n, C)`` soft targets.

@@ -30,7 +30,7 @@ import torch
 
 from ..core import _checks, _random
 from ..core.benchmark import BenchEntry, Limit, Target
-from ..core.distributions import beta
+from ..core.distributions import _beta
 from ..core.mixing import Mixing, MixingTransform
 from ..core.registry import MethodSpec, register
 
@@ -163,14 +163,15 @@ def sample(
     b = x.shape[0]
     _checks.optional_companion("y", y, x)
     _checks.generator(generator, x.device)
-    if pairing == "nearest":
+    if pairing == "random":     # the hot path: pair()'s checks are the ones just made
+        partner = _random.randperm(b, device=x.device, generator=generator)
+    elif pairing == "nearest":
         partner = nearest_partner(x, k, generator=generator)
     else:
         partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
                        device=x.device, generator=generator)
-    lam_dtype = _checks.weight_dtype(x)
-    lam = beta(alpha, alpha, (b if per_sample else 1,), device=x.device, dtype=lam_dtype, generator=generator)
-    return Mixing(batch_size=b, partner=partner, lam=lam.expand(b))
+    lam = _beta(alpha, alpha, (b if per_sample else 1,), x.device, _checks.weight_dtype(x), generator)
+    return Mixing._drawn(partner, lam.expand(b))
 
 
 class MixUp(MixingTransform):

@@ -42,6 +42,7 @@ The default ``γ = 2.8`` is the default of the authors' reference implementation
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -152,16 +153,32 @@ def weights(
     # Resolve "cuda" to "cuda:<current>" so it compares equal to dominant's device.
     device = torch.empty(0, device=device).device if device is not None else torch.device("cpu")
     n = b if n is None else _checks.positive_int("n", n)
+    compiling = torch.compiler.is_compiling()
+    mode = None if compiling else torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
     if dominant is None:
-        dom = torch.arange(n, device=device) % b
+        dom = torch.arange(n, device=device) % b if compiling else _default_dominant(n, b, device, mode)
     else:
         dom = _dominant(dominant, n, b, device)
     _checks.generator(generator, device)
     keys = _random.rand((n, b), device=device, dtype=torch.float64, generator=generator)
     keys.scatter_(1, dom[:, None], -1.0)  # the dominant input sorts first
     order = keys.argsort(dim=1)
-    series = pseries(b, gamma, device=device, dtype=dtype)
+    # one p-series for every row (a constant of b, γ, device and dtype: built once, then reused)
+    series = pseries(b, gamma, device=device, dtype=dtype) if compiling else _series(b, gamma, device, dtype, mode)
     return torch.zeros(n, b, device=device, dtype=dtype).scatter_(1, order, series.expand(n, b))
+
+
+@functools.lru_cache(maxsize=64)
+def _series(b: int, gamma: float, device: torch.device, dtype: torch.dtype, mode: object = None) -> torch.Tensor:
+    """:func:`pseries` ``(b, γ)``, cached: read-only, the scatter source of every row of :func:`weights`.
+    ``mode``: the active fake-tensor mode (tensors made under one belong to it), else ``None``."""
+    return pseries(b, gamma, device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _default_dominant(n: int, b: int, device: torch.device, mode: object = None) -> torch.Tensor:
+    """``arange(n) % b`` (output ``k`` dominated by input ``k mod b``), cached: read-only."""
+    return torch.arange(n, device=device) % b
 
 
 def sample(
