@@ -36,6 +36,33 @@ def _git(*args: str) -> str | None:
     return res.stdout.strip() if res.returncode == 0 else None
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The folder that holds ``mixbook/`` (and, in a checkout, ``pyproject.toml``)."""
+
+COMMIT_ENV = "MIXBOOK_COMMIT"
+"""Environment variable naming the commit to record, for a copy of the project without ``.git``."""
+
+
+def _commit() -> tuple[str | None, str | None, bool | None]:
+    """``(commit, source, dirty)`` of the code that runs: ``source`` is ``"env"`` (:data:`COMMIT_ENV`
+    set), ``"git"`` or ``None`` (unknown).
+
+    git is trusted only when its repository's top level is the project root (:data:`PROJECT_ROOT`
+    holding ``pyproject.toml``): a copy without ``.git`` placed inside another repository (or an
+    installed package inside one) would otherwise record that repository's commit."""
+    top = _git("rev-parse", "--show-toplevel") if (PROJECT_ROOT / "pyproject.toml").is_file() else None
+    ours = top is not None and Path(top).resolve() == PROJECT_ROOT
+    head = _git("rev-parse", "HEAD") if ours else None
+    package = str(PROJECT_ROOT / "mixbook")      # the whole package, not only this sub-package
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", package) if head is not None else None
+    dirty = None if status is None else bool(status)
+    given = os.environ.get(COMMIT_ENV, "").strip()
+    if given:
+        # the checkout's state describes the given commit only when it is that commit
+        return given, "env", dirty if head is not None and head.startswith(given) else None
+    return (head, "git", dirty) if head is not None else (None, None, None)
+
+
 def _version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -64,17 +91,22 @@ ENV_KEYS = ("THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENB
 def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Where, when and with what a result was produced.
 
-    The git commit describes the checkout that holds the imported ``mixbook`` package (``None``
-    when it is not in a git checkout, e.g. an installed wheel), not the folder the result is
-    written to; ``git_dirty`` says whether the package's tracked files differ from that commit
-    (results, notebooks and other files being written by the run itself do not count).
+    The git commit describes the checkout that holds the imported ``mixbook`` package, not the
+    folder the result is written to: git is asked only when its repository's top level is the
+    project root (the folder holding ``mixbook/`` and ``pyproject.toml``), so a copy without
+    ``.git`` (an export, an installed wheel) records ``None`` rather than the commit of a
+    repository it happens to sit in. The environment variable ``MIXBOOK_COMMIT``, when set, is
+    recorded instead (for such a copy: the commit it was made from); ``git_commit_source`` says
+    which (``"git"``, ``"env"`` or ``None``). ``git_dirty`` says whether the package's tracked files
+    differ from that commit (results, notebooks and other files being written by the run itself do
+    not count); ``None`` when it cannot be known.
 
     Args:
         device: the device the run used (a GPU's name is recorded for CUDA devices).
 
     Returns:
         A JSON-serialisable dict: ``device``, ``device_type``, ``device_name``, ``cpu``,
-        ``date_utc`` (ISO 8601), ``git_commit``, ``git_dirty``, versions of python, torch,
+        ``date_utc`` (ISO 8601), ``git_commit``, ``git_commit_source``, ``git_dirty``, versions of python, torch,
         torchvision, timm, numpy and CUDA, ``torch_threads``, ``cpu_count``, ``load_average``,
         ``platform``, ``env`` (:data:`ENV_KEYS`) and ``transparent_hugepage``.
     """
@@ -83,15 +115,16 @@ def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
     dev = torch.device(device)
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    commit, source, dirty = _commit()
     return {
         "device": str(dev),
         "device_type": dev.type,
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name(),
         "cpu": _cpu_name(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
+        "git_commit": commit,
+        "git_commit_source": source,
+        "git_dirty": dirty,
         "python": platform.python_version(),
         "torch": torch.__version__, "torchvision": _version("torchvision"), "timm": _version("timm"),
         "numpy": np.__version__,
