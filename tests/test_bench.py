@@ -291,9 +291,12 @@ def test_targets_pass_and_fail_on_known_numbers():
     assert got["pairwise >= 1.0x timm batch (fresh clone)"]["pass"] is True
     assert got["per-sample lambda >= 1.0x timm elem"]["measured"] == 30.0
     assert got["zeta >= 1.0x NumPy reference"]["pass"] is True
-    # limits: the copy fraction at >= 100 MB moved (the per-sample op moves 50 MB: not evaluated), the matmul ratio
-    assert got["pairwise >= 85% of copy bandwidth (>= 100 MB moved)"]["pass"] is True
-    assert "per-sample lambda >= 85% of copy bandwidth (>= 100 MB moved)" not in got
+    # limits: the gather-and-interpolate bound at >= 100 MB moved (1.5 x 0.9 copy fraction, no copy on
+    # record; the per-sample op moves 50 MB: not evaluated), the matmul ratio; per-call limits: CUDA only
+    bound = "pairwise >= 80% of the gather-and-interpolate bound (>= 100 MB moved)"
+    assert got[bound]["measured"] == pytest.approx(1.35) and got[bound]["pass"] is True
+    assert "per-sample lambda >= 80% of the gather-and-interpolate bound (>= 100 MB moved)" not in got
+    assert not any("us a call on CUDA" in name for name in got)
     assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["measured"] == pytest.approx(1.6)
     assert got["zeta <= 1.5x one matmul of its shape (sampling included)"]["pass"] is False
     assert {t.name for e in bench.entries() if e.kind == "image" for t in e.targets} <= set(got)
@@ -306,19 +309,29 @@ def test_targets_pass_and_fail_on_known_numbers():
         {lim.name for e in bench.entries() if e.kind == "image" for lim in e.limits}
 
     gpu = _fake_case("image", 256, "bfloat16", {
+        "copy": {"role": "baseline", "median_s": 0.5},
         "mixbook_mixup": {"role": "mixbook", "copy_fraction": 0.8, "bytes": 300e6, "median_s": 1.0,
-                          "host_sync_free": True},
+                          "host_sync_free": True, "speedup_vs": {"timm_batch": 1.2, "torchvision_mixup": 0.9}},
+        "mixbook_mixup_sample": {"role": "mixbook", "median_s": 35e-6, "bytes": 0, "host_sync_free": True},
+        "mixbook_mixup_targets": {"role": "mixbook", "median_s": 45e-6, "bytes": 0, "host_sync_free": True},
         "mixbook_zeta": {"role": "mixbook", "median_s": 1.2, "host_sync_free": False, "host_sync_error": "sync!"},
         "matmul": {"role": "peer", "median_s": 1.0},
     })
     got = bench.evaluate_targets([gpu], "cuda")
     by = {(t["name"], t["note"].split(" ")[0]): t for t in got}
-    assert by[("pairwise >= 85% of copy bandwidth (>= 100 MB moved)", "")]["pass"] is False
+    assert by[(bound, "")]["measured"] == pytest.approx(0.75) and by[(bound, "")]["pass"] is False   # 1.5 x 0.5 / 1.0
+    assert by[("mixup.sample <= 40 us a call on CUDA", "")]["measured"] == pytest.approx(35.0)
+    assert by[("mixup.sample <= 40 us a call on CUDA", "")]["pass"] is True
+    assert by[("Mixing.targets <= 30 us a call on CUDA", "")]["pass"] is False
+    # the peer speed-ups that name CUDA are judged there too; the NumPy ones are not
+    assert by[("pairwise >= 1.0x timm batch (in place)", "")]["pass"] is True
+    assert by[("pairwise >= 1.0x torchvision MixUp", "")]["pass"] is False
     assert by[("zeta <= 1.5x one matmul of its shape (sampling included)", "")]["pass"] is True
     assert by[("no host sync in mixbook ops", "mixbook_mixup")]["pass"] is True
     assert by[("no host sync in mixbook ops", "mixbook_zeta")]["pass"] is False
     assert "sync!" in by[("no host sync in mixbook ops", "mixbook_zeta")]["note"]
-    assert not any(t["name"] in {x.name for x in bench.TARGETS_CPU} for t in got)   # speed-ups: CPU only
+    assert not any(t["name"].startswith(("zeta >= 1.0x NumPy", "multimix >= 1.0x NumPy")) for t in got)
+    assert {t["name"] for t in got} <= set(bench.TARGETS_CUDA)
 
 
 OP_KEYS = {"role", "family", "median_s", "min_s", "number", "ops_per_s", "bytes", "gb_per_s", "copy_fraction",
@@ -398,7 +411,29 @@ def test_quick_run_on_cuda_uses_events_memory_and_sync_checks():
             if rec["role"] == "mixbook":
                 assert rec["host_sync_free"] is True, rec.get("host_sync_error")
     names = {t["name"] for t in result["targets"]}
-    assert set(bench.TARGETS_CUDA) <= names
+    # What a quick run evaluates (not every CUDA target: TARGETS_CUDA lists those of a full run):
+    # the host-sync check, and each limit judged on CUDA on every case where its op ran, eager and
+    # compiled ("[compiled]"; an op that failed to compile has no compiled variant), except where
+    # the op moves less than the limit's min_mb. The quick cases (b = 32) move well under 100 MB,
+    # so the bandwidth limits, stated for >= 100 MB moved, are evaluated only by a full run's
+    # b = 1024 cases.
+    assert result["parameters"]["compiled"] is True                     # the CUDA default
+    assert "no host sync in mixbook ops" in names
+    moved = max(rec["bytes"] for c in result["cases"] for rec in c["ops"].values())
+    assert moved < 100e6
+    for entry in bench.entries():
+        for lim in entry.limits:
+            devices = getattr(lim, "devices", None)          # None: judged on every device
+            on_cuda = devices is None or "cuda" in devices
+            for suffix, label in (("", ""), ("_compiled", " [compiled]")):
+                op = entry.op + suffix
+                ran = [c for c in result["cases"] if c["kind"] == entry.kind and op in c["ops"]]
+                applies = {c["name"] for c in ran if lim.min_mb is None or c["ops"][op]["bytes"] >= lim.min_mb * 1e6}
+                evaluated = {t["case"] for t in result["targets"] if t["name"] == lim.name + label}
+                assert evaluated == (applies if on_cuda else set()), lim.name + label
+            if on_cuda and lim.min_mb is None:
+                assert lim.name in names, lim.name                        # e.g. the matmul limits
+    assert {n.removesuffix(" [compiled]") for n in names} <= set(bench.TARGETS_CUDA)
 
 
 @pytest.mark.parametrize("alpha", [0.01, 0.4, 1.0, 2.5])
@@ -496,17 +531,20 @@ def _entry(**fields):
 
 @pytest.mark.parametrize("make, error, match", [
     (lambda: _entry(kind="video"), ValueError, r"BenchEntry\.kind must be one of \('image', 'embedding'\)"),
-    (lambda: _entry(family="nope"), ValueError, r"BenchEntry\.family must be one of \('pairwise', 'dense', 'copy'\)"),
+    (lambda: _entry(family="nope"), ValueError, r"BenchEntry\.family must be one of \('pairwise', 'dense', 'copy', 'call'\)"),
     (lambda: _entry(op=""), TypeError, r"BenchEntry\.op"),
     (lambda: _entry(make=None), TypeError, r"BenchEntry\.make must be callable"),
     (lambda: _entry(targets=(("name", "peer", 1.0, None),)), TypeError, r"BenchEntry\.targets must hold Target"),
     (lambda: _entry(limits=Limit("l", "matmul_ratio", 1.5)), TypeError, r"BenchEntry\.limits must be a tuple"),
     (lambda: Limit("l", "bandwidth", 0.85), ValueError,
-     r"Limit\.measure must be one of \('copy_fraction', 'matmul_ratio'\)"),
+     r"Limit\.measure must be one of \('copy_fraction', 'bound_fraction', 'matmul_ratio', 'us_per_call'\)"),
     (lambda: Limit("l", "copy_fraction", 0.0), ValueError, r"Limit\.bound"),
     (lambda: Limit("l", "matmul_ratio", 1.5, min_mb=100.0), ValueError, r"Limit\.min_mb"),
     (lambda: Limit("l", "copy_fraction", 0.85, min_mb=-1.0), ValueError, r"Limit\.min_mb"),
     (lambda: Target("t", "timm_elem", -1.0), ValueError, r"Target\.minimum"),
+    (lambda: Target("t", "timm_elem", 1.0, devices=("tpu",)), ValueError, r"Target\.devices"),
+    (lambda: Limit("l", "us_per_call", 40.0, devices="cuda"), TypeError, r"Limit\.devices"),
+    (lambda: Limit("l", "us_per_call", 40.0, min_mb=1.0), ValueError, r"Limit\.min_mb"),
     (lambda: Target("t", "timm_elem", "1"), TypeError, r"Target\.minimum"),
     (lambda: Target("t", "timm_elem", 1.0, batches=(32, 0)), ValueError, r"Target\.batches"),
     (lambda: Target("t", "", 1.0), TypeError, r"Target\.peer"),

@@ -35,7 +35,8 @@ def bytes_moved(
       int64 labels read, float32 soft targets written);
     * ``"dense"``: ``(b + n)·D·s + 4·n·b`` (inputs read once, ``n`` outputs written, float32
       weights written once; ``n`` defaults to ``b``);
-    * ``"copy"``: ``2·b·D·s``.
+    * ``"copy"``: ``2·b·D·s``;
+    * ``"call"``: 0 (a part of a call timed for its fixed cost, no bandwidth claim).
 
     Args:
         family: one of :data:`FAMILIES`.
@@ -55,6 +56,8 @@ def bytes_moved(
     if family == "dense":
         n = b if n is None else _checks.positive_int("n", n)
         return (b + n) * d * s + 4 * n * b
+    if family == "call":
+        return 0
     return 2 * b * d * s
 
 

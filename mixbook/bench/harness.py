@@ -106,7 +106,8 @@ def _declared_ops(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int,
         if e.kind != kind:
             continue
         fn = e.make(x, y, num_classes, n)
-        ops[e.op] = _Op(fn, "mixbook", e.family, True)
+        ops[e.op] = _Op(fn, "mixbook", e.family, True,
+                        on=lambda fx, fy, make=e.make: make(fx, fy, num_classes, n)())
         if compiled:
             cfn = _compiled_call(fn, e.op, notes if notes is not None else [])
             if cfn is not None:
@@ -167,6 +168,9 @@ def _run_case(case: Case, dev: torch.device, *, repeats: int, warmup: int, min_t
             rec["speedup_vs"] = {p: float(frame.loc[p, "median_s"]) / med for p in peers[op.family]}
             # a compiled call runs Inductor's kernels, not ATen operators one by one: not counted
             rec["dispatched_ops"] = None if name.endswith(COMPILED_SUFFIX) else sum(dispatched_ops(op.fn).values())
+            # on a CPU, the operators the same call dispatches on CUDA (fake CUDA inputs): its launch count there
+            rec["cuda_path_ops"] = (sum(dispatched_ops(op.fn).values()) if dev.type == "cuda" and op.on is not None
+                                    else sum(cuda_path_ops(op.on, x, y).values()) if op.on is not None else None)
             rec["host_sync_free"], msg = _host_sync_free(op.fn, dev)
             if msg and rec["host_sync_free"] is False:
                 rec["host_sync_error"] = msg
@@ -260,19 +264,24 @@ def format_table(result: Mapping[str, Any]) -> str:
              f"torch {prov.get('torch', '?')}, commit {(prov.get('git_commit') or '?')[:10]}",
              "columns: ms = median time of one call; GB/s = the family's minimum bytes (bytes_moved) over that time; "
              "copy% = GB/s over a plain copy's in the same case; peakMB (CUDA) = peak extra memory of a call; "
-             "aten = ATen operators one call dispatches (mixbook ops); speedup = peer time / mixbook time",
+             "bound% = a pairwise op's fraction of the gather-and-interpolate bound (1.5 copies' time over its time); "
+             "aten = ATen operators one call dispatches here, cuda = on CUDA (counted on fake CUDA tensors off a GPU); "
+             "speedup = peer time / mixbook time",
              ""]
     show_peak = any(r["peak_extra_bytes"] is not None for c in result["cases"] for r in c["ops"].values())
     peak_head = f" {'peakMB':>7}" if show_peak else ""
-    lines += [f"{'case':<34} {'op':<33} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6}{peak_head} {'aten':>5}  speedup vs peers"]
+    lines += [f"{'case':<34} {'op':<33} {'ms':>9} {'ops/s':>9} {'GB/s':>7} {'copy%':>6} {'bound%':>6}{peak_head} "
+              f"{'aten':>5} {'cuda':>5}  speedup vs peers"]
     for c in result["cases"]:
+        copy_s = c["ops"].get("copy", {}).get("median_s")
         for name, r in c["ops"].items():
-            peak, aten = "", r.get("dispatched_ops")
+            peak, aten, cuda = "", r.get("dispatched_ops"), r.get("cuda_path_ops")
+            bound = f"{150 * copy_s / r['median_s']:5.0f}%" if r["family"] == "pairwise" and copy_s else ""
             if show_peak:
                 peak = " " + ("-" if r["peak_extra_bytes"] is None else f"{r['peak_extra_bytes'] / 1e6:.1f}").rjust(7)
             lines.append(f"{c['name']:<34} {name:<33} {r['median_s'] * 1e3:9.3f} {r['ops_per_s']:9.1f} "
-                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}%{peak} {'' if aten is None else aten:>5}  "
-                         f"{_fmt_speedups(r)}")
+                         f"{r['gb_per_s']:7.2f} {100 * r['copy_fraction']:5.0f}% {bound:>6}{peak} "
+                         f"{'' if aten is None else aten:>5} {'' if cuda is None else cuda:>5}  {_fmt_speedups(r)}")
     if result.get("targets"):
         lines.append("")
         lines.append("targets:")

@@ -90,6 +90,7 @@ class _Op:
     family: str
     mixbook: bool = False
     note: str = ""
+    on: Callable[[object, object], object] | None = None   # the same call on given (x, y): for fake CUDA inputs
 
 
 @dataclass

@@ -63,7 +63,7 @@ def entries(modules: Sequence[object] | None = None) -> tuple[BenchEntry, ...]:
     return tuple(out)
 
 
-TARGETS_CPU: tuple[Target, ...] = tuple(t for e in entries() for t in e.targets)
+TARGETS_CPU: tuple[Target, ...] = tuple(t for e in entries() for t in e.targets if t.devices is None or "cpu" in t.devices)
 """The speed-up targets of every entry (:class:`~mixbook.core.benchmark.Target`: ``name``,
 ``peer``, ``minimum``, ``batches``), evaluated on the CPU, where every peer runs; :func:`entries`
 says which op and kind each belongs to."""
@@ -72,8 +72,11 @@ LIMITS: tuple[Limit, ...] = tuple(lim for e in entries() for lim in e.limits)
 """The targets against the physical limit of every entry (:class:`~mixbook.core.benchmark.Limit`:
 ``name``, ``measure``, ``bound``, ``min_mb``), evaluated on every device."""
 
-TARGETS_CUDA: tuple[str, ...] = tuple(lim.name for lim in LIMITS) + ("no host sync in mixbook ops",)
-"""The names of the targets evaluated on CUDA: the limits, and the host-sync check of every mixbook op."""
+TARGETS_CUDA: tuple[str, ...] = (tuple(t.name for e in entries() for t in e.targets if t.devices is None or "cuda" in t.devices)
+                                 + tuple(lim.name for lim in LIMITS if lim.devices is None or "cuda" in lim.devices)
+                                 + ("no host sync in mixbook ops",))
+"""The names of the targets evaluated on CUDA: the peer speed-ups that name CUDA, the limits, and the
+host-sync check of every mixbook op."""
 
 
 def _target(name: str, case: str, measured: float | bool | None, target: str, ok: bool | None,
@@ -88,10 +91,11 @@ def _target(name: str, case: str, measured: float | bool | None, target: str, ok
 def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) -> list[dict[str, Any]]:
     """One entry per (target, case): ``{"name", "case", "measured", "target", "pass", "note"}``.
 
-    On the CPU the speed-ups over the peers (each entry's :class:`~mixbook.core.benchmark.Target`:
-    peer median / mixbook median); on every device the limits (each entry's
-    :class:`~mixbook.core.benchmark.Limit`: fraction of a copy's bandwidth at large sizes, time over
-    one matmul of the same shape); on CUDA also whether each mixbook op ran under
+    The speed-ups over the peers (each entry's :class:`~mixbook.core.benchmark.Target`: peer
+    median / mixbook median) on the devices each names (the CPU by default); the limits (each
+    entry's :class:`~mixbook.core.benchmark.Limit`: fraction of a copy's bandwidth or of the
+    gather-and-interpolate bound at large sizes, time over one matmul of the same shape, µs a
+    call) on the devices each names (every device by default); on CUDA also whether each mixbook op ran under
     ``torch.cuda.set_sync_debug_mode("error")``. When the cases hold compiled variants
     (``run(compiled=True)``), each target is evaluated on them too, named ``<target> [compiled]``.
     """
@@ -100,7 +104,7 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
     compiled_run = any(op.endswith(COMPILED_SUFFIX) for c in cases for op in c["ops"])
     variants = (("", ""), (COMPILED_SUFFIX, " [compiled]")) if compiled_run else (("", ""),)
     declared = entries()
-    speedups = [(e, t) for e in declared for t in e.targets] if dev.type == "cpu" else []
+    speedups = [(e, t) for e in declared for t in e.targets if t.devices is None or dev.type in t.devices]
     for (entry, target), (suffix, label) in itertools.product(speedups, variants):
         name, op, peer, want = target.name + label, entry.op + suffix, target.peer, f">= {target.minimum:g}"
         for c in cases:
@@ -111,7 +115,7 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
                 continue
             s = c["ops"][op]["speedup_vs"][peer]
             out.append(_target(name, c["name"], s, want, s >= target.minimum))
-    limits = [(e, lim) for e in declared for lim in e.limits]
+    limits = [(e, lim) for e in declared for lim in e.limits if lim.devices is None or dev.type in lim.devices]
     for (entry, limit), (suffix, label) in itertools.product(limits, variants):
         name, op, bound = limit.name + label, entry.op + suffix, limit.bound
         for c in cases:
@@ -123,6 +127,16 @@ def evaluate_targets(cases: list[dict[str, Any]], device: torch.device | str) ->
                     continue
                 f = ops[op]["copy_fraction"]
                 out.append(_target(name, c["name"], f, f">= {bound:g}", f >= bound))
+            elif limit.measure == "bound_fraction":
+                if limit.min_mb is not None and ops[op].get("bytes", math.inf) < limit.min_mb * 1e6:
+                    continue
+                # 1.5 copies' time over the op's; from the copy fraction when no copy is on record
+                f = (1.5 * ops["copy"]["median_s"] / ops[op]["median_s"] if "copy" in ops
+                     else 1.5 * ops[op]["copy_fraction"])
+                out.append(_target(name, c["name"], f, f">= {bound:g}", f >= bound))
+            elif limit.measure == "us_per_call":
+                us = 1e6 * ops[op]["median_s"]
+                out.append(_target(name, c["name"], us, f"<= {bound:g}", us <= bound))
             elif limit.measure == "matmul_ratio":
                 if "matmul" not in ops:
                     out.append(_target(name, c["name"], None, f"<= {bound:g}", None, "no matmul in this case"))

@@ -23,20 +23,37 @@ from typing import Any
 
 from . import _checks
 
-__all__ = ["BenchEntry", "Target", "Limit", "KINDS", "FAMILIES", "MEASURES"]
+__all__ = ["BenchEntry", "Target", "Limit", "KINDS", "FAMILIES", "MEASURES", "DEVICE_TYPES"]
 
 KINDS = ("image", "embedding")
 """The cases an entry runs on: ``"image"`` ``(b, 3, H, W)`` batches, ``"embedding"`` ``(b, d)``
 batches mixed into ``n`` outputs ``(n, d)``."""
 
-FAMILIES = ("pairwise", "dense", "copy")
+FAMILIES = ("pairwise", "dense", "copy", "call")
 """Byte-count families (:func:`mixbook.bench.bytes_moved`): an entry is compared with every peer op
-of its family, at the family's minimum bytes moved."""
+of its family, at the family's minimum bytes moved; ``"call"`` is a part of a call (sampling, targets) timed
+for its fixed cost, with no bandwidth claim (0 bytes)."""
 
-MEASURES = ("copy_fraction", "matmul_ratio")
+MEASURES = ("copy_fraction", "bound_fraction", "matmul_ratio", "us_per_call")
 """What a :class:`Limit` bounds: ``"copy_fraction"``, the op's bandwidth over a plain copy's of the
-same case (at least ``bound``); ``"matmul_ratio"``, the op's time over one matmul of its shape (at
-most ``bound``)."""
+same case (at least ``bound``); ``"bound_fraction"``, the fraction of the *gather-and-interpolate
+bound* a pairwise mix reaches: the bound reads the batch twice (each example and its partner) and
+writes it once, 1.5 times a copy's traffic, so the fraction is ``1.5 · t_copy / t_op`` (at least
+``bound``; a three-pass op cannot reach a copy's bandwidth); ``"matmul_ratio"``, the op's time over
+one matmul of its shape (at most ``bound``); ``"us_per_call"``, the op's median time in µs (at most
+``bound``: the fixed cost of a call that launches kernels, judged on the devices it names)."""
+
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def _devices(cls: str, value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"{cls}.devices must be None or a non-empty tuple of device types {DEVICE_TYPES}, got {value!r}")
+    for v in value:
+        _checks.choice(f"{cls}.devices", v, DEVICE_TYPES)
+    return tuple(value)
 
 
 def _text(cls: str, field: str, value: object) -> str:
@@ -64,16 +81,20 @@ class Target:
         peer: the peer op it is compared with (``"torchvision_mixup"``, ``"timm_batch"``, ``"numpy_zeta"``…).
         minimum: the least speed-up that passes, > 0.
         batches: the batch sizes it applies to (``None``: every case of the entry's kind).
+        devices: the device types it is judged on (default the CPU; ``None``: every device).
+            A peer that runs on CUDA (torchvision, timm) can name ``("cpu", "cuda")``.
     """
 
     name: str
     peer: str
     minimum: float
     batches: tuple[int, ...] | None = None
+    devices: tuple[str, ...] | None = ("cpu",)
 
     def __post_init__(self) -> None:
         _text("Target", "name", self.name)
         _text("Target", "peer", self.peer)
+        object.__setattr__(self, "devices", _devices("Target", self.devices))
         object.__setattr__(self, "minimum", _checks.positive_float("Target.minimum", self.minimum))
         if self.batches is not None:
             if not isinstance(self.batches, (tuple, list)) or not self.batches:
@@ -98,21 +119,24 @@ class Limit:
         name: the target's name in the bench's verdicts.
         measure: one of :data:`MEASURES`.
         bound: the least copy fraction or the largest matmul ratio that passes, > 0.
-        min_mb: MB moved from which a copy-fraction limit applies, >= 0, or ``None``.
+        min_mb: MB moved from which a copy- or bound-fraction limit applies, >= 0, or ``None``.
+        devices: the device types it is judged on (``None``: every device).
     """
 
     name: str
     measure: str
     bound: float
     min_mb: float | None = None
+    devices: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _text("Limit", "name", self.name)
         _checks.choice("Limit.measure", self.measure, MEASURES)
         object.__setattr__(self, "bound", _checks.positive_float("Limit.bound", self.bound))
+        object.__setattr__(self, "devices", _devices("Limit", self.devices))
         if self.min_mb is not None:
-            if self.measure != "copy_fraction":
-                raise ValueError(f"Limit.min_mb applies to measure 'copy_fraction' only; "
+            if self.measure not in ("copy_fraction", "bound_fraction"):
+                raise ValueError(f"Limit.min_mb applies to measures 'copy_fraction' and 'bound_fraction' only; "
                                  f"it must be None for {self.measure!r}, got {self.min_mb!r}")
             object.__setattr__(self, "min_mb", _checks.non_negative_float("Limit.min_mb", self.min_mb))
 
