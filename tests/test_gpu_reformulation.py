@@ -76,6 +76,7 @@ def test_reformulated_loss_does_not_synchronise():
     x = torch.randn(32, 2, device="cuda", generator=gen)
     y = torch.randint(0, 2, (32,), device="cuda", generator=gen)
     pool = torch.randn(100, 2, generator=cpu_gen(1))  # on the CPU: moved once, before the guard
+    before = pool.clone()
     model = models.MLP(2, 2, (8,)).cuda()
     method = train.make_method("reformulation", alpha=0.5, unlabelled=pool)
     method.loss(model, x, y, 2, gen)  # warm-up, moves the pool
@@ -86,7 +87,10 @@ def test_reformulated_loss_does_not_synchronise():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert loss.device.type == "cuda" and loss.ndim == 0
-    assert method.unlabelled.device.type == "cpu", "the user's pool was moved in place"
+    # the method keeps the user's pool as ``partners`` (SamplerMethod) and draws from a copy on the
+    # batch's device: the pool itself stays on the CPU, unchanged
+    assert method.partners.device.type == "cpu", "the user's pool was moved in place"
+    assert torch.equal(method.partners, before) and torch.equal(pool, before)
 
 
 # ---------------------------------------------------------------------- sampling on CUDA
