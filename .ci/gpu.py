@@ -5,15 +5,18 @@ Runs, in this order, each step under a time limit, and prints a summary at the e
 every step as ok, FAILED, TIMED OUT or skipped (with the reason):
 
 1. ``gpu tests``: ``pytest -m gpu`` on the test files that hold GPU tests (no host syncs, CPU/CUDA
-   agreement, dtypes, NCCL); limit 180 s (about 90 s on an H200);
+   agreement, dtypes, NCCL); limit 150 s (about 90 s on an H200);
 2. ``bench``: the benchmark at GPU sizes, eager: b = 32 and 1024, 32² and 224² images and the
    MultiMix embeddings, fp32 and bf16, to ``book/results/07_bench_<device>_<date>_eager.json``;
-   limit 90 s;
+   limit 80 s;
 3. ``bench compiled``: every mixbook op under ``torch.compile`` at the size where bandwidth counts
    (b = 1024, 224² images, bf16), to ``book/results/07_bench_<device>_<date>_compiled.json``;
-   limit 75 s (each compiled case compiles every op afresh: all sizes compiled would not fit the
+   limit 70 s (each compiled case compiles every op afresh: all sizes compiled would not fit the
    budget). The two files of a run share its date and commit (chapter 7 shows them side by side);
-4. ``chapter NN_slug``: chapters 1–5 with their default parameters and ``device=cuda`` through
+4. ``step cost``: one CIFAR ResNet-18 training step (b = 128, SGD, channels_last) with every
+   training method against ERM's, fp32 and bf16 (``python -m mixbook.bench.stepcost``; pairwise
+   methods' target ≤ 1.03× ERM), to ``book/results/07_stepcost_<device>_<date>.json``; limit 50 s;
+5. ``chapter NN_slug``: chapters 1–5 with their default parameters and ``device=cuda`` through
    papermill (outputs in a temporary folder, not over the committed notebooks), comparing every
    check-cell verdict line (``...: True`` / ``...: False``) with the committed CPU run's; the
    comparison is written to ``book/results/gpu_check_<device>.json``. The chapters share what
@@ -77,9 +80,10 @@ GPU_TEST = re.compile(r"pytest\.mark\.gpu\b")
 
 BUDGET_S = 480.0
 """The whole run, in seconds: 8 minutes on one H100/H200."""
-TESTS_TIMEOUT_S = 180.0
-BENCH_TIMEOUT_S = 90.0
-BENCH_COMPILED_TIMEOUT_S = 75.0
+TESTS_TIMEOUT_S = 150.0
+BENCH_TIMEOUT_S = 80.0
+BENCH_COMPILED_TIMEOUT_S = 70.0
+STEPCOST_TIMEOUT_S = 50.0
 MIN_STEP_S = 10.0
 """No step starts with less than this left of the budget."""
 
@@ -223,7 +227,7 @@ def bench_steps(py: str, slug: str) -> list[Step]:
     absent = missing(need)
     if absent:
         why = f"not importable with {py}: {', '.join(absent)}"
-        return [Step("bench", skip=why), Step("bench compiled", skip=why)]
+        return [Step("bench", skip=why), Step("bench compiled", skip=why), Step("step cost", skip=why)]
     bench = [py, "-m", "mixbook.bench", "--device", "cuda"]
     # eager at every GPU size: per-call cost (b = 32) and bandwidth (b = 1024), small and large images
     eager = Step("bench", bench + ["--dtype", "float32", "bfloat16", "--batch", "32", "1024", "--image-size", "32", "224",
@@ -232,7 +236,10 @@ def bench_steps(py: str, slug: str) -> list[Step]:
     compiled = Step("bench compiled", bench + ["--dtype", "bfloat16", "--batch", "1024", "--image-size", "224",
                                                "--compiled", "--json", str(RESULTS / f"07_bench_{slug}_compiled.json")],
                     BENCH_COMPILED_TIMEOUT_S)
-    return [eager, compiled]
+    # a CIFAR ResNet-18 training step with every method against ERM's (pairwise target <= 1.03x)
+    stepcost = Step("step cost", [py, "-m", "mixbook.bench.stepcost", "--device", "cuda",
+                                  "--json", str(RESULTS / f"07_stepcost_{slug}.json")], STEPCOST_TIMEOUT_S)
+    return [eager, compiled, stepcost]
 
 
 def chapter_steps(py: str, paths: list[Path], out_dir: Path) -> tuple[list[Step], str]:

@@ -37,13 +37,15 @@ def test_dry_run_lists_tests_bench_and_chapters_1_to_5():
     lines = dry_run()
     assert lines[0].startswith("make gpu plan") and sys.executable in lines[0]
     tests = line(lines, "gpu tests")
-    assert "-m gpu" in tests and "[limit 180 s]" in tests and "tests/test_gpu_zeta.py" in tests
+    assert "-m gpu" in tests and f"[limit {gpu.TESTS_TIMEOUT_S:.0f} s]" in tests and "tests/test_gpu_zeta.py" in tests
     assert "test_notebooks.py" not in tests and "test_gpu_script.py" not in tests   # only files with GPU tests
     bench = line(lines, "bench")
-    assert "--device cuda" in bench and "bfloat16" in bench and "--no-compiled" in bench and "[limit 90 s]" in bench
+    assert "--device cuda" in bench and "bfloat16" in bench and "--no-compiled" in bench and f"[limit {gpu.BENCH_TIMEOUT_S:.0f} s]" in bench
     assert "07_bench_" in bench and "_eager.json" in bench
     compiled = line(lines, "bench compiled")
     assert "--compiled" in compiled and "--batch 1024" in compiled and "_compiled.json" in compiled
+    cost = line(lines, "step cost")
+    assert "mixbook.bench.stepcost" in cost and "--device cuda" in cost and "07_stepcost_" in cost
     chapters = [l for l in lines if l.startswith("chapter ")]
     assert [l.split(":")[0] for l in chapters] == [f"chapter {p.stem}" for p in sorted((ROOT / "book").glob("0[1-5]_*.ipynb"))]
     assert all("-p device cuda" in l and "papermill" in l and "[limit its share of the rest]" in l for l in chapters)
@@ -98,7 +100,7 @@ def test_every_step_has_a_time_limit_within_the_budget(monkeypatch):
     steps, advice = gpu.plan(args, Path("/tmp/out"), "dev_2026-01-01")
     assert advice == "" and not any(s.skip for s in steps)
     fixed = [s for s in steps if not s.name.startswith("chapter ")]
-    assert [s.name for s in fixed] == ["gpu tests", "bench", "bench compiled"]
+    assert [s.name for s in fixed] == ["gpu tests", "bench", "bench compiled", "step cost"]
     assert all(s.timeout and s.timeout > 0 for s in fixed)
     # the chapters share what is left: at least two minutes of the 8-minute budget
     assert sum(s.timeout for s in fixed) <= gpu.BUDGET_S - 120 and gpu.BUDGET_S == 480
