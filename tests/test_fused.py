@@ -91,6 +91,7 @@ def test_auto_falls_back_to_eager_when_compiling_fails(backend, monkeypatch):
         m.apply(x)
     backend("auto")
     monkeypatch.setattr(fused, "uses_compiled", lambda device, nbytes=None: not fused._compile_failed)
+    monkeypatch.setattr(fused, "_cpu_like", lambda x: False)
     with pytest.warns(RuntimeWarning, match="eager kernels for the rest of this process"):
         got = m.apply(x)
     assert torch.equal(got, want)

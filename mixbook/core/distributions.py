@@ -23,6 +23,8 @@ distribution, not the values.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import _checks, _random
@@ -104,9 +106,11 @@ def _beta(a: float, b: float, shape: tuple[int, ...], device: torch.device, dtyp
           generator: torch.Generator | None) -> torch.Tensor:
     """:func:`beta` for arguments the caller has checked (the samplers' hot path): the same draws."""
     work = _work_dtype(dtype)
-    conc = torch.full((*shape, 2), a + 1.0 if a < 1 else a, device=device, dtype=work)
-    if b != a:
-        conc.select(-1, 1).fill_(b + 1.0 if b < 1 else b)
+    if torch.compiler.is_compiling():
+        conc = _concentrations(a, b, shape, device, work)
+    else:   # a constant of (a, b, shape, device, dtype): filled once, then reused (one kernel less a draw)
+        conc = _cached_concentrations(a, b, shape, device, work,
+                                      torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE))
     lg = _random.standard_gamma(conc, generator).log_()
     if a == b and a < 1:          # both columns boosted: one uniform an entry
         lg.add_(_log_uniform(conc.shape, device=device, dtype=work, generator=generator), alpha=1.0 / a)
@@ -117,6 +121,22 @@ def _beta(a: float, b: float, shape: tuple[int, ...], device: torch.device, dtyp
                 lg.select(-1, column).add_(log_u, alpha=1.0 / c)
     lam = torch.softmax(lg, dim=-1).select(-1, 0)
     return lam if work == dtype else lam.to(dtype)
+
+
+def _concentrations(a: float, b: float, shape: tuple[int, ...], device: torch.device, work: torch.dtype) -> torch.Tensor:
+    """The ``(*shape, 2)`` Gamma concentrations of Beta(a, b), each below 1 raised by 1 (the boost)."""
+    conc = torch.full((*shape, 2), a + 1.0 if a < 1 else a, device=device, dtype=work)
+    if b != a:
+        conc.select(-1, 1).fill_(b + 1.0 if b < 1 else b)
+    return conc
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_concentrations(a: float, b: float, shape: tuple[int, ...], device: torch.device, work: torch.dtype,
+                           mode: object) -> torch.Tensor:
+    """:func:`_concentrations`, cached (read-only: the Gamma draw only reads them). ``mode``: the
+    active fake-tensor mode (its tensors belong to it), else ``None``."""
+    return _concentrations(a, b, shape, device, work)
 
 
 def dirichlet(

@@ -118,6 +118,11 @@ def _run_compiled(x: torch.Tensor, source: torch.Tensor, partner: torch.Tensor, 
     return _compiled(signature)(x2, s2, partner, flat_lam).view(x.shape)
 
 
+def _cpu_like(x: torch.Tensor) -> bool:
+    """Whether ``x`` lives where ``"auto"`` never compiles (every device but CUDA)."""
+    return not x.is_cuda
+
+
 def pairwise(x: torch.Tensor, source: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """``out[k] = lam[k]·x[k] + (1 − lam[k])·source[partner[k]]`` in one pass when compiled.
 
@@ -133,13 +138,15 @@ def pairwise(x: torch.Tensor, source: torch.Tensor, partner: torch.Tensor, lam: 
         not checked here (:meth:`mixbook.Mixing.apply` checks them).
     """
     global _compile_failed
+    if _backend != "compiled" and _cpu_like(x) and not torch.compiler.is_compiling():   # the CPU's hot path
+        return source.index_select(0, partner).lerp_(x, lam)
     if torch.compiler.is_compiling():
         # Inside the caller's torch.compile: the enclosing graph fuses the out-of-place lerp
         # itself (a nested compile, or the in-place eager kernel, would only get in its way).
         return kernel(x, source, partner, lam)
     if _backend == "compiled":
         return _run_compiled(x, source, partner, lam)
-    if _backend == "auto" and x.is_cuda and uses_compiled(x.device, x.numel() * x.element_size()):
+    if _backend == "auto" and uses_compiled(x.device, x.numel() * x.element_size()):
         try:
             return _run_compiled(x, source, partner, lam)
         except Exception as err:  # Inductor/Triton failures have no common base class

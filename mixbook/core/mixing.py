@@ -220,17 +220,21 @@ class Mixing:
         A channels_last (4-D) or channels_last_3d (5-D) ``x`` gives an output in the same memory
         format: the mix runs on the contiguous NHWC view and the result is permuted back.
         """
-        order = _channels_last_order(x)
-        if order is not None:
-            perm, inverse = order
-            out = self._mix_dense_order(x.permute(perm), None if partners is None else partners.permute(perm))
-            return out.permute(inverse)
+        if x.ndim >= 4:
+            order = _channels_last_order(x)
+            if order is not None:
+                perm, inverse = order
+                out = self._mix_dense_order(x.permute(perm), None if partners is None else partners.permute(perm))
+                return out.permute(inverse)
         return self._mix_dense_order(x, partners)
 
     def _mix_dense_order(self, x: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
         if self.weights is None:
-            lam = self.lam if self.lam.dtype == x.dtype else self.lam.to(x.dtype)   # (Tensor.to costs µs even when a no-op)
-            lam = lam.view(-1, *([1] * (x.ndim - 1)))
+            lam = self.lam
+            if lam.dtype != x.dtype:
+                lam = lam.to(x.dtype)   # (Tensor.to costs µs even when a no-op)
+            nd = x.ndim
+            lam = lam.view(_LAM_SHAPES[nd] if nd < len(_LAM_SHAPES) else (-1, *([1] * (nd - 1))))
             return fused.pairwise(x, x if partners is None else partners, self.partner, lam)
         return mix_dense(x, self.weights)
 
@@ -331,6 +335,10 @@ class Mixing:
         form = "pairwise" if self.is_pairwise else "dense"
         extra = "" if self.partner_size is None else f", partners={self.partner_size}"
         return f"Mixing({form}, n={self.num_outputs}, b={self.batch_size}{extra}, device={self.device})"
+
+
+_LAM_SHAPES = tuple((-1, *([1] * (nd - 1))) for nd in range(1, 7))
+_LAM_SHAPES = ((-1,), *_LAM_SHAPES)   # indexed by x.ndim: the shape λ is viewed as to broadcast over x
 
 
 def _channels_last_order(x: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
