@@ -3,7 +3,8 @@
 
 Chapter 2: :mod:`~mixbook.chapters.reformulation_checks`. Chapter 3:
 :mod:`~mixbook.chapters.manifold_gradient`. Chapter 4: :mod:`~mixbook.chapters.toy_manifolds`,
-:mod:`~mixbook.chapters.synthetic`. Chapter 6: :mod:`~mixbook.chapters.cifar_grid`, :mod:`~mixbook.chapters.tuning`, :mod:`~mixbook.chapters.shrinkage`, :mod:`~mixbook.chapters.mnist1d`. Chapter 8:
+:mod:`~mixbook.chapters.synthetic`. Chapter 6: :mod:`~mixbook.chapters.cifar_grid`, :mod:`~mixbook.chapters.tuning`, :mod:`~mixbook.chapters.shrinkage`, :mod:`~mixbook.chapters.mnist1d`. Chapter 7:
+:mod:`~mixbook.chapters.gpu_record`. Chapter 8:
 :mod:`~mixbook.chapters.attacks`, :mod:`~mixbook.chapters.bayes`, :mod:`~mixbook.chapters.gan`,
 :mod:`~mixbook.chapters.regression`. Every chapter: :mod:`~mixbook.chapters.results`,
 :mod:`~mixbook.chapters.stats`, :mod:`~mixbook.chapters.plotting`,
@@ -12,7 +13,7 @@ Chapter 2: :mod:`~mixbook.chapters.reformulation_checks`. Chapter 3:
 
 
 
-__all__ = list(_MODULES := ("attacks", "bayes", "cifar_grid", "gan", "manifold_gradient", "mnist1d", "notebook", "plotting",
+__all__ = list(_MODULES := ("attacks", "bayes", "cifar_grid", "gan", "gpu_record", "manifold_gradient", "mnist1d", "notebook", "plotting",
             "reformulation_checks", "regression", "results", "stats", "shrinkage", "synthetic", "toy_manifolds", "tuning"))
 
 
