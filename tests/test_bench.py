@@ -350,7 +350,10 @@ def quick_run(tmp_path_factory):
 
 def test_quick_cli_writes_the_documented_json(quick_run):
     proc, result = quick_run
-    assert set(result) == {"provenance", "parameters", "skipped", "cases", "targets"}
+    assert set(result) == {"provenance", "parameters", "skipped", "cases", "targets", "rows"}
+    # one flat row per (case, op), so the file loads with mixbook.chapters.results.load
+    assert len(result["rows"]) == sum(len(c["ops"]) for c in result["cases"])
+    assert {(r["case"], r["op"]) for r in result["rows"]} == {(c["name"], op) for c in result["cases"] for op in c["ops"]}
     prov = result["provenance"]
     for key in ("device", "device_name", "torch", "torchvision", "timm", "date_utc", "git_commit", "torch_threads",
                 "cpu_count", "load_average"):

@@ -216,7 +216,7 @@ def run(
             CPU no (Inductor's C++ compile costs seconds per op and case there).
 
     Returns:
-        ``{"provenance", "parameters", "skipped", "cases", "targets"}``.
+        ``{"provenance", "parameters", "skipped", "cases", "targets", "rows"}`` (``rows``: :func:`flat_rows`).
     """
     dev = _resolve_device(device)
     quick = _checks.boolean("quick", quick)
@@ -246,8 +246,22 @@ def run(
         if log:
             log(f"[{i + 1}/{len(cases)}] {case.name}: {time.perf_counter() - t0:.1f} s")
     result["targets"] = evaluate_targets(result["cases"], dev)
+    result["rows"] = flat_rows(result["cases"])
     result["provenance"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return result
+
+
+def flat_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (case, op): the case's fields and the op's scalar measurements (its speed-ups are
+    in ``cases``). A run's JSON carries them as ``rows``, so every file in ``book/results/`` reads
+    with :func:`mixbook.chapters.results.load`."""
+    rows = []
+    for c in cases:
+        head = {k: v for k, v in c.items() if k not in ("ops", "notes")}
+        head["case"] = head.pop("name", None)
+        for op, rec in c["ops"].items():
+            rows.append({**head, "op": op, **{k: v for k, v in rec.items() if not isinstance(v, (dict, list))}})
+    return rows
 
 
 def _fmt_speedups(rec: dict[str, Any]) -> str:
