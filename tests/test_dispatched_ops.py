@@ -50,12 +50,15 @@ def test_one_beta_draw_is_a_handful_of_operators(a, b, bound):
 E = torch.randn(32, 512)
 
 CUDA_BOUNDS = {  # call -> (inputs, the most ATen operators its CUDA path may dispatch)
-    # a key draw, a sort, the Beta draw (Gamma of cached concentrations, log, softmax) and two views
-    "mixup.sample": (lambda x, y: mixbook.methods.mixup.sample(x), (X, Y), 7),
-    "reformulation.sample": (lambda x, y: mixbook.methods.reformulation.sample(x), (X, Y), 7),
+    # a key draw, a sort, one uniform (Beta(1, 1)) and a view
+    "mixup.sample": (lambda x, y: mixbook.methods.mixup.sample(x), (X, Y), 4),
+    # mixup at alpha < 1: the Gamma draws with the small-alpha boost
+    "mixup.sample(alpha=0.4)": (lambda x, y: mixbook.methods.mixup.sample(x, alpha=0.4), (X, Y), 11),
+    # Beta(2, 1) = U^(1/2): a uniform and a power
+    "reformulation.sample": (lambda x, y: mixbook.methods.reformulation.sample(x), (X, Y), 5),
     # one-hot (fill, scatter), gather, lerp, views: after the sample
-    "Mixing.targets": (lambda x, y: mixbook.methods.mixup.sample(x).targets(y, 10), (X, Y), 13),
-    "MixUp": (lambda x, y: mixbook.MixUp(alpha=1.0, num_classes=10)(x, y), (X, Y), 16),
+    "Mixing.targets": (lambda x, y: mixbook.methods.mixup.sample(x).targets(y, 10), (X, Y), 10),
+    "MixUp": (lambda x, y: mixbook.MixUp(alpha=1.0, num_classes=10)(x, y), (X, Y), 13),
     # keys, the dominant key, one sort, one scatter of a cached p-series, one matmul
     "zeta.sample+apply": (lambda x, y: mixbook.methods.zeta.sample(x).apply(x), (X, Y), 11),
     # one exponential draw an entry, its row sum, one matmul

@@ -236,3 +236,20 @@ def test_dirichlet_accelerator_path_has_the_dirichlet_law(monkeypatch, alpha):
     assert st.kstest(w[:, 0].double().numpy(), st.beta(alpha, (b - 1) * alpha).cdf).pvalue > 1e-3
     one = D.dirichlet(alpha, (3, 1), generator=g)
     assert torch.equal(one, torch.ones(3, 1))
+
+
+@pytest.mark.parametrize("a, b", [(1.0, 1.0), (2.0, 1.0), (1.0, 3.0), (0.4, 1.0), (1.0, 0.3), (1.5, 1.5)])
+def test_beta_accelerator_path_has_the_beta_law(monkeypatch, a, b):
+    """Off the CPU a Beta with a unit parameter is an inverse-CDF transform of one uniform (U, U^(1/a),
+    1 − U^(1/b)); taken on the CPU here through the test switch: Kolmogorov–Smirnov against scipy's
+    Beta, values in [0, 1], the generator's stream reproducible."""
+    from scipy import stats as st
+
+    from mixbook.core import _random
+
+    monkeypatch.setattr(_random, "_DEVICE_PATHS_ON_CPU", True)
+    lam = D.beta(a, b, (20_000,), generator=torch.Generator().manual_seed(3))
+    again = D.beta(a, b, (20_000,), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(lam, again) and lam.dtype == torch.float32
+    assert bool(((lam >= 0) & (lam <= 1)).all())
+    assert st.kstest(lam.double().numpy(), st.beta(a, b).cdf).pvalue > 1e-3

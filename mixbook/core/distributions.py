@@ -106,6 +106,16 @@ def _beta(a: float, b: float, shape: tuple[int, ...], device: torch.device, dtyp
           generator: torch.Generator | None) -> torch.Tensor:
     """:func:`beta` for arguments the caller has checked (the samplers' hot path): the same draws."""
     work = _work_dtype(dtype)
+    if (a == 1.0 or b == 1.0) and _random.sorts_keys(device):
+        # Off the CPU (CUDA), where each operator is a kernel launch: Beta(a, 1) is U^(1/a) and
+        # Beta(1, b) is 1 − U^(1/b) (inverse CDFs), so mixup's default α = 1 (uniform λ) is one
+        # uniform draw and the reformulation's Beta(2, 1) a draw and a power; U ∈ [0, 1).
+        u = _random.rand(shape, device=device, dtype=work, generator=generator)
+        if a != 1.0:
+            u = u.pow_(1.0 / a)
+        elif b != 1.0:
+            u = u.pow_(1.0 / b).neg_().add_(1.0)
+        return u if work == dtype else u.to(dtype)
     if torch.compiler.is_compiling():
         conc = _concentrations(a, b, shape, device, work)
     else:   # a constant of (a, b, shape, device, dtype): filled once, then reused (one kernel less a draw)
