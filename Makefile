@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mixbook-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast book notebooks gpu clean
+.PHONY: install test test-fast book book-run notebooks gpu clean
 
 install: $(STAMP)
 
@@ -28,10 +28,20 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not notebook" $(PYTEST_ARGS)
 
-## Execute every chapter with its default parameters and build _build/html.
+## Build _build/html from the committed outputs (the ones `make test` re-executes and compares): no
+## chapter is executed.
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
+
+## Execute every chapter with its default parameters, then build _build/html from those outputs
+## (jupyter-book's cache in _build/.jupyter_cache: a chapter whose code did not change is not re-run).
+## The committed notebooks are not modified (`make notebooks` rewrites them in place).
+book-run: $(STAMP)
+	@mkdir -p _build
+	$(BIN)/python -c "import yaml; c = yaml.safe_load(open('_config.yml')); c['execute']['execute_notebooks'] = 'cache'; yaml.safe_dump(c, open('_build/_config.run.yml', 'w'), allow_unicode=True)"
+	$(BIN)/jupyter-book build . --config _build/_config.run.yml -W -n --keep-going
+	@echo "Book (chapters executed): $(CURDIR)/_build/html/index.html"
 
 ## Re-execute the chapters in place (the committed outputs), with their default parameters.
 notebooks: $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -63,6 +64,20 @@ def test_environment_yml_installs_with_the_constraints():
 
 def test_ci_runs_make_test():
     assert re.search(r"^\s*make test\s*$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def test_make_book_builds_from_the_committed_outputs_and_book_run_executes():
+    """`make book` executes no chapter (the committed outputs are what the suite verifies); `make
+    book-run` builds with jupyter-book's cache of executed chapters, from a config written to _build/."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+    book = subprocess.run(["make", "-n", "book"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "jupyter-book build" in book and "--config" not in book
+    run = subprocess.run(["make", "-n", "book-run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "'cache'" in run and "--config _build/_config.run.yml" in run
+    recipe = next(l for l in run.splitlines() if "yaml.safe_load" in l)
+    recipe = recipe.split(" -c ", 1)[1].strip().strip('"').replace("_build/_config.run.yml", "/dev/null")
+    subprocess.run([sys.executable, "-c", recipe], cwd=ROOT, check=True)   # the config-writing step runs
 
 
 def test_make_install_is_idempotent():
