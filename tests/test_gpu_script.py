@@ -184,14 +184,14 @@ def test_without_cuda_it_stops_before_running_anything():
 @pytest.mark.skipif(subprocess.run(["make", "--version"], capture_output=True).returncode != 0, reason="needs make")
 def test_make_gpu_falls_back_to_the_installed_torch_without_a_venv(tmp_path):
     venv = tmp_path / "no-venv"
-    plan = subprocess.run(["make", "-n", "gpu", f"VENV={venv}", "PYTHON=python3"], cwd=ROOT, capture_output=True,
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "gpu", f"VENV={venv}", "PYTHON=python3"], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout
     assert "PIP_RETRIES=0" in plan and "install" in plan                  # tries .venv first, failing fast
     assert f"py={venv}/bin/python;" in plan and "$py -c 'import torch'" in plan and "py=python3;" in plan
     assert f'PYTHONPATH="{ROOT}' in plan and ".ci/gpu.py" in plan
-    dry = subprocess.run(["make", "-n", "gpu", f"VENV={venv}", "GPU_ARGS=--dry-run"], cwd=ROOT, capture_output=True,
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "gpu", f"VENV={venv}", "GPU_ARGS=--dry-run"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     assert "pip" not in dry and "--dry-run" in dry                         # a dry run installs nothing
-    direct = subprocess.run(["make", "-n", "gpu", "GPU_PYTHON=python3"], cwd=ROOT, capture_output=True, text=True,
+    direct = subprocess.run(["make", "--no-print-directory", "-n", "gpu", "GPU_PYTHON=python3"], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout
     assert direct.strip() == f'PYTHONPATH="{ROOT}${{PYTHONPATH:+:$PYTHONPATH}}" python3 .ci/gpu.py'

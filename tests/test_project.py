@@ -71,9 +71,9 @@ def test_make_book_builds_from_the_committed_outputs_and_book_run_executes():
     book-run` builds with jupyter-book's cache of executed chapters, from a config written to _build/."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"
-    book = subprocess.run(["make", "-n", "book"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    book = subprocess.run(["make", "--no-print-directory", "-n", "book"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "jupyter-book build" in book and "--config" not in book
-    run = subprocess.run(["make", "-n", "book-run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    run = subprocess.run(["make", "--no-print-directory", "-n", "book-run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "'cache'" in run and "--config _build/_config.run.yml" in run
     recipe = next(l for l in run.splitlines() if "yaml.safe_load" in l)
     recipe = recipe.split(" -c ", 1)[1].strip().strip('"').replace("_build/_config.run.yml", "/dev/null")
