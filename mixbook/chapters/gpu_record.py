@@ -271,12 +271,7 @@ def bound_table(bench: Any, profile: Any, *, batch: int = 1024, side: int = 224,
     shape = f"3x{side}x{side}"
     if len(bench):
         big = bench[(bench.family.isin(["pairwise", "copy"])) & (bench.batch == batch) & (bench["shape"] == shape)]
-        for (run, file, case), sub in big.groupby(["run", "file", "case"], sort=False):
-            ops = sub.set_index("op")
-            if "copy" not in ops.index:
-                continue
-            t_copy = float(ops.loc["copy", "us"])
-            timing = "bench, compiled run" if bool(ops["compiled_run"].iloc[0]) else "bench, eager run"
+        for run, case, ops, t_copy, timing in _cases_against(big, "copy"):
             for op, r in ops.iterrows():
                 if op == "copy" or any(s in op for s in exclude):
                     continue
@@ -300,6 +295,16 @@ def bound_table(bench: Any, profile: Any, *, batch: int = 1024, side: int = 224,
     return table.sort_values(["run", "dtype", "timing"], kind="stable").set_index(["run", "dtype", "timing", "op"])
 
 
+def _cases_against(bench: Any, baseline: str) -> Any:
+    """``(run, case, ops, baseline µs, timing)`` for every (run, file, case) of ``bench`` that timed
+    ``baseline``: ``ops`` indexed by op name, ``timing`` "bench, compiled run" or "bench, eager run"."""
+    for (run, _file, case), sub in bench.groupby(["run", "file", "case"], sort=False):
+        ops = sub.set_index("op")
+        if baseline in ops.index:
+            timing = "bench, compiled run" if bool(ops["compiled_run"].iloc[0]) else "bench, eager run"
+            yield run, case, ops, float(ops.loc[baseline, "us"]), timing
+
+
 def stepcost_table(stepcost: Any) -> Any:
     """A training step of each method relative to ERM's: rows ``method`` (in recorded order), columns
     ``(run, precision)``."""
@@ -319,12 +324,7 @@ def dense_table(bench: Any) -> Any:
     rows = []
     if len(bench):
         dense = bench[bench.family == "dense"]
-        for (run, file, case), sub in dense.groupby(["run", "file", "case"], sort=False):
-            ops = sub.set_index("op")
-            if "matmul" not in ops.index:
-                continue
-            t_mm = float(ops.loc["matmul", "us"])
-            timing = "bench, compiled run" if bool(ops["compiled_run"].iloc[0]) else "bench, eager run"
+        for run, case, ops, t_mm, timing in _cases_against(dense, "matmul"):
             for op, r in ops[ops.role == "mixbook"].iterrows():
                 rows.append({"run": run, "timing": timing, "case": case, "op": op, "µs": float(r["us"]),
                              "matmul µs": t_mm, "× matmul": float(r["us"]) / t_mm})
