@@ -142,7 +142,8 @@ def test_extension_list_is_jupyter_books_without_thebe():
 
     configured = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]["extensions"]
     expected = [e for e in get_default_sphinx_config()["extensions"] if e != "sphinx_thebe"]
-    expected += ["sphinxcontrib.bibtex", "sphinx-mathjax-offline"]
+    expected += ["sphinxcontrib.bibtex", "sphinx-mathjax-offline", "sphinx.ext.autodoc", "sphinx.ext.autosummary",
+                 "sphinx.ext.napoleon"]
     assert configured == expected
 
 
