@@ -2,19 +2,30 @@
 
 Each page of ``_toc.yml`` is opened in a real browser (Chromium, driven through its own
 chromedriver by selenium) whose network is cut: every host resolves to nothing and every
-connection goes to a closed loopback port. On each page the test checks that
+connection goes to a closed loopback port. Every page is read at a desktop width (1400 px) and a
+phone width (390 px); on each the test checks that
 
 - MathJax (served from ``_static/mathjax``) ran and typeset every math element: each ``.math``
-  holds an ``mjx-container``, no ``mjx-merror`` (a TeX error), and no raw ``\\[``, ``\\(``,
-  ``$$`` or ``$..\\macro..$`` is left in the text outside code;
+  holds an ``mjx-container`` and there is no ``mjx-merror`` (a TeX error);
+- no TeX is left in the text outside math and code: no ``$``, ``\\(``, ``\\[`` or TeX command
+  (``\\tfrac``, ``\\operatorname`` ...), the marks of a ``$...$`` span that Markdown split;
+- no glue key is shown raw (``{glue:...}``, ``glue:text``);
+- no paragraph is a pipe table (a Markdown table that did not render: the inline ``{glue:md}``
+  role, or a block glue without ``:format: myst``);
+- no output block is stderr, a warning or a traceback;
+- every display equation fits its column at the desktop width, and where one is wider than the
+  phone's column it scrolls (``overflow-x: auto``) instead of being cut;
+- every image stands in a figure with a caption number;
+- visible code (code cells not collapsed by ``hide-input``) is at most 20% of the page's height;
 - every image loaded (``complete`` and ``naturalWidth > 0``);
 - every link into the build resolves: the target file exists and its ``#fragment`` is an id there;
 - the page requested nothing but local files (Chromium's network log), no local file failed to
   load, and no script raised.
 
-One chapter page is photographed into a temporary folder (never the repository) and the path is
-printed. The book is built once per session, from the committed outputs (execution off), by the
-``built_book`` fixture of ``conftest.py``, which the book-build test shares.
+At the desktop width each numbered chapter is photographed (its first screen) into pytest's
+temporary folder (never the repository) and the path printed. The book is built once per session,
+from the committed outputs (execution off), by the ``built_book`` fixture of ``conftest.py``, which
+the book-build test shares.
 
 Without a Chromium and its chromedriver the browser tests skip with a message; ``.ci/run``
 installs both from the distribution's packages when it runs as root. The static checks (no
@@ -40,7 +51,8 @@ pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("book")]
 ROOT = Path(__file__).resolve().parents[1]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DRIVER_DIRS = ("/usr/bin", "/usr/lib/chromium", "/usr/lib/chromium-browser")
-SCREENSHOT_PAGE = "book/01_vicinal_risk"
+WIDTHS = {"desktop": 1400, "phone": 390}
+MAX_CODE_SHARE = 0.20
 LOCAL_SCHEMES = {"file", "data", "blob", "about"}
 
 
@@ -196,15 +208,47 @@ INSPECT = r"""
 const done = arguments[arguments.length - 1];
 const t0 = Date.now();
 const skip = "pre, code, script, style, textarea, mjx-container, .highlight";
+const clip = t => t.replace(/\s+/g, " ").trim().slice(0, 120);
 function report(mathjax) {
+  const main = document.querySelector("main") || document.body;
+  const article = main.querySelector("article") || main;
   const math = [...document.querySelectorAll(".math")];
-  const raw = [];
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  const pattern = /\\\[|\\\(|\\begin\{|\$\$|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$/;
+  const raw = [], glue = [];
+  const tex = /\$|\\\(|\\\[|\\[A-Za-z]+/;
+  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const el = node.parentElement;
-    if (el && !el.closest(skip) && pattern.test(node.textContent)) raw.push(node.textContent.trim().slice(0, 120));
+    if (!el || el.closest(skip)) continue;
+    if (tex.test(node.textContent)) raw.push(clip(node.textContent));
+    if (/\{glue|glue:(?:text|md|figure|math|any)/.test(node.textContent)) glue.push(clip(node.textContent));
   }
+  const pipes = [...main.querySelectorAll("p")].map(p => p.textContent.trim())
+    .filter(t => (/^\|/.test(t) && (t.match(/\|/g) || []).length >= 3) || /\|\s*[-—–:]{1,}\s*\|/.test(t)).map(clip);
+  const stderr = [...main.querySelectorAll(".cell_output .stderr, .cell_output .output.traceback, .cell_output .output.error")]
+    .map(e => clip(e.textContent))
+    .concat([...main.querySelectorAll(".cell_output .output")]
+      .filter(e => /\b[A-Z][A-Za-z]*Warning\b|^\s*Warning:|Traceback \(most recent call last\)/m.test(e.textContent))
+      .map(e => clip(e.textContent)));
+  const wide = [];
+  for (const m of main.querySelectorAll('mjx-container[display="true"]')) {
+    const box = m.getBoundingClientRect();
+    if (m.scrollWidth > m.clientWidth + 1 || box.width > m.parentElement.clientWidth + 1) {
+      let scrolls = false;
+      for (let e = m; e && e !== article; e = e.parentElement) {
+        const ov = getComputedStyle(e).overflowX;
+        if ((ov === "auto" || ov === "scroll") && e.scrollWidth > e.clientWidth) { scrolls = true; break; }
+      }
+      wide.push({width: Math.max(m.scrollWidth, Math.round(box.width)), column: m.parentElement.clientWidth,
+                 scrolls: scrolls, tex: clip(m.parentElement.textContent).slice(0, 60)});
+    }
+  }
+  const unnumbered = [...main.querySelectorAll("img")]
+    .filter(i => !/^data:image\/svg/.test(i.getAttribute("src") || ""))
+    .filter(i => { const f = i.closest("figure"); return !(f && f.querySelector(".caption-number")); })
+    .map(i => i.getAttribute("src"));
+  let code = 0;
+  for (const c of article.querySelectorAll(".cell_input")) if (c.checkVisibility()) code += c.getBoundingClientRect().height;
+  const height = article.getBoundingClientRect().height;
   done({
     mathjax: mathjax,
     version: window.MathJax && MathJax.version,
@@ -212,7 +256,8 @@ function report(mathjax) {
     containers: document.querySelectorAll("mjx-container").length,
     untypeset: math.filter(m => !m.querySelector("mjx-container")).map(m => m.textContent.trim().slice(0, 120)),
     errors: [...document.querySelectorAll("mjx-merror")].map(e => e.textContent.slice(0, 120)),
-    raw: raw,
+    raw: raw, glue: glue, pipes: pipes, stderr: stderr, wide: wide, unnumbered: unnumbered,
+    code_height: code, height: height,
     images: [...document.images].map(i => ({src: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth})),
     links: [...document.querySelectorAll("a[href]")].map(a => a.href),
   });
@@ -237,9 +282,10 @@ function images() {
 """
 
 
-def _open(drv, page: Path) -> tuple[dict, list[dict], list[dict]]:
+def _open(drv, page: Path, width: int = WIDTHS["desktop"]) -> tuple[dict, list[dict], list[dict]]:
     drv.get_log("performance")  # drop what earlier pages left
     drv.get_log("browser")
+    drv.set_window_size(width, 1400)
     drv.get(page.as_uri())
     seen = drv.execute_async_script(INSPECT)
     network = [json.loads(e["message"])["message"] for e in drv.get_log("performance")]
@@ -267,48 +313,88 @@ def _broken_links(links: list[str], html: Path) -> list[str]:
     return broken
 
 
+def _chapter(name: str) -> bool:
+    return re.match(r"book/\d\d_", name) is not None
+
+
+@pytest.mark.parametrize("width", WIDTHS.values(), ids=WIDTHS.keys())
 @pytest.mark.parametrize("name", PAGES)
-def test_page_in_a_browser_without_network(built_book, browser, name: str):
+def test_page_in_a_browser_without_network(built_book, browser, tmp_path_factory, capsys, name: str, width: int):
     page = _page(built_book, name)
-    seen, network, console = _open(browser, page)
+    seen, network, console = _open(browser, page, width)
+    where = f"{name} at {width} px"
 
     requests = {m["params"]["requestId"]: m["params"]["request"]["url"]
                 for m in network if m["method"] == "Network.requestWillBeSent"}
     remote = sorted({u for u in requests.values() if urlsplit(u).scheme not in LOCAL_SCHEMES})
-    assert not remote, f"{name} asked the network for {remote}"
+    assert not remote, f"{where} asked the network for {remote}"
     failed = [f"{requests.get(m['params']['requestId'], '?')}: {m['params'].get('errorText')}"
               for m in network if m["method"] == "Network.loadingFailed"]
-    assert not failed, f"local files that failed to load on {name}: {failed}"
+    assert not failed, f"local files that failed to load on {where}: {failed}"
     errors = [e["message"] for e in console if e["level"] == "SEVERE" and e.get("source") != "console-api"]
-    assert not errors, f"script or load errors on {name}: {errors}"
+    assert not errors, f"script or load errors on {where}: {errors}"
 
-    assert seen["mathjax"] == "typeset", f"MathJax {seen['mathjax']} on {name}"
+    assert seen["mathjax"] == "typeset", f"MathJax {seen['mathjax']} on {where}"
     assert str(seen["version"]).startswith("3."), seen["version"]
     assert seen["math"] > 0, f"{name} has no math element at all"
-    assert not seen["untypeset"], f"math left untypeset on {name}: {seen['untypeset'][:5]}"
+    assert not seen["untypeset"], f"math left untypeset on {where}: {seen['untypeset'][:5]}"
     assert seen["containers"] >= seen["math"]
-    assert not seen["errors"], f"TeX errors on {name}: {seen['errors'][:5]}"
-    assert not seen["raw"], f"raw TeX in the text of {name}: {seen['raw'][:5]}"
+    assert not seen["errors"], f"TeX errors on {where}: {seen['errors'][:5]}"
+    assert not seen["raw"], f"TeX in the text (outside math and code) of {where}: {seen['raw'][:5]}"
+    assert not seen["glue"], f"glue keys shown raw on {where}: {seen['glue'][:5]}"
+    assert not seen["pipes"], f"paragraphs that are unrendered pipe tables on {where}: {seen['pipes'][:3]}"
+    assert not seen["stderr"], f"stderr, warnings or tracebacks in the outputs of {where}: {seen['stderr'][:3]}"
+    cut = [w for w in seen["wide"] if width == WIDTHS["desktop"] or not w["scrolls"]]
+    assert not cut, (f"display equations wider than their column on {where} "
+                     f"({'they must fit' if width == WIDTHS['desktop'] else 'and not scrollable'}): {cut[:4]}")
+    assert not seen["unnumbered"], f"images without a numbered caption on {where}: {seen['unnumbered'][:4]}"
+    share = seen["code_height"] / max(seen["height"], 1.0)
+    assert share <= MAX_CODE_SHARE, (f"visible code is {share:.0%} of {where}'s height (at most "
+                                     f"{MAX_CODE_SHARE:.0%}): collapse bookkeeping cells with the hide-input tag")
 
     bad_images = [i["src"] for i in seen["images"] if not (i["complete"] and i["width"] > 0)]
-    assert not bad_images, f"images that did not load on {name}: {bad_images}"
+    assert not bad_images, f"images that did not load on {where}: {bad_images}"
 
     broken = _broken_links(seen["links"], built_book.html.resolve())
-    assert not broken, f"links that do not resolve on {name}:\n" + "\n".join(broken[:20])
+    assert not broken, f"links that do not resolve on {where}:\n" + "\n".join(broken[:20])
+
+    if width == WIDTHS["desktop"] and _chapter(name):
+        # the first screen of each chapter, for a person to look at (kept in pytest's temporary folder)
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.execute_async_script("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(done));")
+        out = tmp_path_factory.mktemp("screenshots") / f"{Path(name).name}-{width}px.png"
+        assert browser.save_screenshot(str(out)), "Chromium took no screenshot"
+        assert out.stat().st_size > 20_000, f"the screenshot of {name} is suspiciously small ({out.stat().st_size} bytes)"
+        with capsys.disabled():
+            print(f"\nscreenshot of {name} ({width} px, code {share:.0%} of the page): {out}")
 
 
-def test_screenshot_of_a_chapter(built_book, browser, tmp_path_factory, capsys):
-    """A picture of a chapter page with its first displayed equation in view, for a person to
-    look at; kept in pytest's temporary folder, its path printed."""
-    page = _page(built_book, SCREENSHOT_PAGE)
-    seen, _, _ = _open(browser, page)
-    assert seen["mathjax"] == "typeset"
-    browser.execute_script(
-        "const m = document.querySelector('div.math mjx-container') || document.querySelector('mjx-container');"
-        "if (m) m.scrollIntoView({block: 'center'});")
-    browser.execute_async_script("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(done));")
-    out = tmp_path_factory.mktemp("screenshots") / f"{Path(SCREENSHOT_PAGE).name}.png"
-    assert browser.save_screenshot(str(out)), "Chromium took no screenshot"
-    assert out.stat().st_size > 20_000, f"the screenshot is suspiciously small ({out.stat().st_size} bytes)"
-    with capsys.disabled():
-        print(f"\nscreenshot of {SCREENSHOT_PAGE}: {out}")
+def test_the_inspection_sees_each_defect(built_book, browser, tmp_path):
+    """The page inspection is not vacuous: on a page made of the defects it must catch (raw TeX from
+    a split ``$...$``, a raw glue key, a pipe-table paragraph, a warning in an output, an equation
+    wider than its column, a figure image without a caption number, a page that is mostly code),
+    every one of them is reported."""
+    mathjax = (built_book.html / "_static" / "mathjax" / "tex-chtml.js").resolve().as_uri()
+    page = tmp_path / "defects.html"
+    page.write_text(f"""<!DOCTYPE html><html><head><meta charset="utf-8"><script src="{mathjax}"></script></head>
+<body><main><article style="width: 700px">
+<p>The kept example carries the larger weight, $\\mathbb E[\\lambda] = (\\alpha+1)/(2\\alpha+1)</p>
+<blockquote><p>\\tfrac12$, and the partner may be unlabelled.</p></blockquote>
+<p>accuracy {{glue:text}}`acc_mixup` after training</p>
+<p>| claim | holds here |
+|---|---|
+| mixup helps | yes |</p>
+<div class="cell_output"><div class="output stream highlight-myst-ansi"><pre>UserWarning: No CUDA runtime is found</pre></div></div>
+<div class="math notranslate nohighlight">\\[ a \\hspace{{1200px}} b \\]</div>
+<p><img src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="></p>
+<div class="cell_input" style="height: 4000px"><pre>glue("x", x)</pre></div>
+</article></main></body></html>""")
+    seen, _, _ = _open(browser, page, WIDTHS["desktop"])
+    assert seen["mathjax"] == "typeset", seen["mathjax"]
+    assert any("mathbb" in r for r in seen["raw"]) and any("tfrac12" in r for r in seen["raw"]), seen["raw"]
+    assert any("acc_mixup" in g for g in seen["glue"]), seen["glue"]
+    assert any("holds here" in p for p in seen["pipes"]), seen["pipes"]
+    assert any("UserWarning" in e for e in seen["stderr"]), seen["stderr"]
+    assert seen["wide"] and seen["wide"][0]["width"] > 1000, seen["wide"]
+    assert len(seen["unnumbered"]) == 1, seen["unnumbered"]
+    assert seen["code_height"] / seen["height"] > MAX_CODE_SHARE
