@@ -26,11 +26,11 @@ from . import _checks
 __all__ = ["BenchEntry", "Target", "Limit", "KINDS", "FAMILIES", "MEASURES", "DEVICE_TYPES"]
 
 KINDS = ("image", "embedding")
-"""The cases an entry runs on: ``"image"`` ``(b, 3, H, W)`` batches, ``"embedding"`` ``(b, d)``
+"""The cases an entry runs on. ``"image"`` ``(b, 3, H, W)`` batches, ``"embedding"`` ``(b, d)``
 batches mixed into ``n`` outputs ``(n, d)``."""
 
 FAMILIES = ("pairwise", "dense", "copy", "call")
-"""Byte-count families (:func:`mixbook.bench.bytes_moved`): an entry is compared with every peer op
+"""Byte-count families (``mixbook.bench.cases.bytes_moved``): an entry is compared with every peer op
 of its family, at the family's minimum bytes moved; ``"call"`` is a part of a call (sampling, targets) timed
 for its fixed cost, with no bandwidth claim (0 bytes)."""
 

@@ -41,7 +41,7 @@ def transform_at(
 ) -> torch.Tensor:
     """``model(x)`` with ``fn`` applied to the output of the module at path ``layer``.
 
-    The engine under :meth:`mixbook.methods.manifold.ManifoldMixup.mix_at`, and under the embedding-space MultiMix and
+    The engine under :meth:`mixbook.ManifoldMixup.mix_at`, and under the embedding-space MultiMix and
     dense MultiMix training methods (:mod:`mixbook.training.train`): a forward hook replaces the output
     ``h`` ``(b, *)`` of ``layer`` by ``fn(h)`` ``(n, *)`` (``n`` may differ from ``b``: the rest of
     the network then runs on ``n`` examples). The hook exists only during this call.
@@ -57,7 +57,7 @@ def transform_at(
         module: the module at ``layer`` if the caller has it already (skips the lookup).
 
     Returns:
-        The model's output with the transform in place: ``(n, *)`` logits when ``fn`` maps the
+        The model's output with the transform in place, ``(n, *)`` logits when ``fn`` maps the
         ``b`` rows of the layer to ``n`` rows (``(b, *)`` when it keeps them).
 
     Raises:

@@ -411,13 +411,13 @@ class MixingTransform(nn.Module, Method):
     (``torch.utils.data.get_worker_info().seed``, which the DataLoader derives from its own
     ``generator``, or torch's global seed, at the start of every epoch's iterator, plus the
     worker id): different across workers and epochs, reproducible for the same DataLoader
-    seeding (see :func:`mixbook.core._random.worker_generator`). With ``persistent_workers`` the
+    seeding (see ``mixbook.core._random.worker_generator``). With ``persistent_workers`` the
     worker keeps its stream across epochs. Without a generator, draws come from torch's global
     RNG, which the DataLoader already seeds per worker. The main process is unaffected.
 
     **Ranks.** Inside an initialised ``torch.distributed`` process group every rank holds the
     same seeded generator, so the transform draws from a stream derived from the generator's
-    state (when first used) and the rank (:func:`mixbook.core._random.rank_generator`): distinct λ
+    state (when first used) and the rank (``mixbook.core._random.rank_generator``): distinct λ
     and partners per rank, reproducible for a seed and rank; in DataLoader workers of a rank,
     the worker stream is derived from the rank's. ``state_dict()`` still stores the
     generator's own state: the rank stream restarts from it after ``load_state_dict``.

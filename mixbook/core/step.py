@@ -12,7 +12,7 @@ step, such as dense MultiMix, overrides ``loss`` alone.)
 A step's ``mix`` and ``loss`` are pure functions of their tensor arguments (the step's tensors go
 in ``args`` and ``loss_args``, never in a closure), so they run under ``torch.func.vmap``: the
 mixes are :func:`mixbook.core.mixing.mix_pairwise` and :func:`~mixbook.core.mixing.mix_dense`
-(the arithmetic :meth:`Mixing.apply <mixbook.core.mixing.Mixing.apply>` uses), the losses the
+(the arithmetic :meth:`Mixing.apply <mixbook.Mixing.apply>` uses), the losses the
 unchecked cross-entropies of :mod:`mixbook.core.losses`.
 """
 

@@ -48,7 +48,9 @@ __all__ = ["MODES", "BoxMixing", "box", "sample", "sample_switch", "CutMix", "Mi
 class BoxMixing(Mixing):
     """A pairwise :class:`~mixbook.core.mixing.Mixing` whose inputs are mixed by pasting boxes.
 
-    Attributes (besides ``partner`` and ``lam``, the label mixing):
+    Besides ``partner`` and ``lam`` (the label mixing), it holds how the inputs are mixed.
+
+    Attributes:
         boxes: ``(b, 4)`` int64 ``(y1, x1, y2, x2)`` per output (half-open; empty when
             ``y1 == y2`` or ``x1 == x2``), in the last two dimensions of the inputs.
         use_box: ``(b,)`` bool: paste the box (CutMix) or lerp with ``lam`` (mixup).
@@ -285,8 +287,8 @@ class MixUpCutMix(_BoxTransform):
         cutmix_alpha: α > 0 of CutMix's Beta(α, α).
         switch_prob: probability in ``[0, 1]`` of CutMix rather than mixup for a draw
             (timm's ``switch_prob``; 0 is mixup only, 1 CutMix only).
-        num_classes, prob, mode, correct_lam, pairing, smoothing, multi_label, labels_getter,
-        generator: as :class:`CutMix`.
+        num_classes, prob, mode, correct_lam, pairing, smoothing, multi_label, labels_getter, generator: as
+            :class:`~mixbook.methods.cutmix.CutMix`.
 
     Example::
 

@@ -58,9 +58,11 @@ class ManifoldMixup:
         seed: seed of the host-side ``random.Random`` that chooses the layer at each call
             (no device synchronisation); the layer sequence depends on ``seed`` only.
 
+    The arguments are kept as attributes of the same names (``layers`` as a tuple).
+
     Attributes:
-        model, layers (a tuple), alpha, per_sample, pairing, generator, seed.
-        spec: the :class:`~mixbook.core.registry.MethodSpec` it draws from (:func:`spec`, with ``pairing``).
+        spec: the :class:`~mixbook.core.registry.MethodSpec` it draws from
+            (:func:`~mixbook.methods.manifold.spec`, with ``pairing``).
         last_layer: the layer chosen by the last call (``None`` before the first call); set
             before the forward pass runs, so after an exception it names the layer that failed.
 
@@ -98,7 +100,7 @@ class ManifoldMixup:
           pooling and flattening are linear too).
         * A compiled model (``torch.compile(model)``, ``model.compile()``, or a compiled parent
           of a candidate layer) is refused with ``TypeError``: its graph would not run the
-          mixing hook (:func:`check_not_compiled`).
+          mixing hook (:func:`~mixbook.core.hooks.check_not_compiled`).
         * Layers before the chosen one see the *unmixed* batch (BatchNorm statistics
           included), as in the paper. The hook is appended after the module's existing hooks.
         * No host synchronisation: the layer is chosen on the host, λ and partners are sampled

@@ -181,11 +181,11 @@ class MixUp(MixingTransform):
         alpha: α > 0 of Beta(α, α).
         num_classes: number of classes of the integer labels.
         per_sample: one λ per example (default: one per batch).
-        pairing: one of :data:`PAIRINGS` (default ``"random"``).
+        pairing: one of :data:`~mixbook.methods.mixup.PAIRINGS` (default ``"random"``).
         smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
         multi_label: the labels are ``(b, C)`` multi-hot targets (smoothed element by element).
         labels_getter: ``"default"`` or a callable finding the labels in a packed sample
-            (see :meth:`mixbook.core.mixing.MixingTransform.forward`).
+            (see :meth:`mixbook.MixingTransform.forward`).
         generator: optional ``torch.Generator`` on the batches' device.
 
     Example::

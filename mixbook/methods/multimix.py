@@ -32,7 +32,7 @@ so each row of each ``W^j`` sums to 1; :func:`apply_dense` computes
 ``out[k, :, j] = Σ_i W^j[k, i] features[i, :, j]`` for all ``j`` with one ``einsum``. Each
 position inherits its own mixed target ``Ỹ^j = W^j Y`` (``dense_targets(..., per_position=True)``,
 ``(r, n, C)``) and the loss is applied densely, over the ``n·r`` (output, position) terms
-(:class:`mixbook.training.train.DenseMultiMixMethod`). mixbook also keeps a *pooled* variant, used before
+(:class:`~mixbook.methods.multimix.DenseMultiMix`). mixbook also keeps a *pooled* variant, used before
 the published form was implemented: one base ``W`` ``(n, b)`` shared by every position, and
 targets mixed with the position-averaged weights ``W̄ = (1/r) Σ_j W^j`` (row-stochastic), scored
 after global pooling (``"dense_multimix_pooled"``).
@@ -125,7 +125,7 @@ def sample(
 
     Apply it with ``m.apply(x)`` (one matmul, ``(n, *)``) and ``m.targets(y, num_classes)``
     (``(n, C)``). To mix embeddings rather than inputs, as the paper does, pass it to
-    :meth:`mixbook.methods.manifold.ManifoldMixup.mix_at`.
+    :meth:`mixbook.ManifoldMixup.mix_at`.
 
     Args:
         x: ``(b, *)`` floating batch (its size, dtype and device are used).
@@ -146,7 +146,7 @@ def sample(
 
 class MultiMix(DenseMixingTransform):
     """Batch transform ``(x, y) -> (n mixed x, soft targets)``: each output a Dirichlet(α) mix of
-    the whole batch (MultiMix, Venkataramanan et al. 2023, at the input; :func:`sample`).
+    the whole batch (MultiMix, Venkataramanan et al. 2023, at the input; :func:`~mixbook.methods.multimix.sample`).
 
     Args:
         alpha: Dirichlet concentration α > 0 (default 1, as in the paper).
@@ -187,7 +187,7 @@ def dense_weights(base: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
             ``weights(b, n=r * n, alpha=α).reshape(r, n, b)`` or :func:`weights`.
         attention: ``(b, r)`` non-negative, finite attention of each example at each of ``r``
             positions (e.g. :func:`cam_attention`), on ``base``'s device. Values are checked on
-            the CPU only (see :mod:`mixbook.core._checks`).
+            the CPU only (see ``mixbook.core._checks``).
 
     Returns:
         ``(r, n, b)`` tensor in the promoted dtype of ``base`` and ``attention``.
@@ -342,14 +342,14 @@ class DenseMultiMix(Method):
 
     At the feature map ``F`` ``(b, c, h, w)`` output by ``layer`` (the last one before global
     average pooling and the linear ``head``), every position ``j`` of ``r = h·w`` is mixed with
-    its own weights ``W^j = normalise(Λ^j · diag(a_j))`` (:func:`mixbook.methods.dense_weights`),
+    its own weights ``W^j = normalise(Λ^j · diag(a_j))`` (:func:`~mixbook.methods.multimix.dense_weights`),
     where ``a`` ``(b, r)`` is each example's class activation map for its own label
-    (:func:`mixbook.methods.cam_attention`, from the current ``head`` weights, not trained
+    (:func:`~mixbook.methods.multimix.cam_attention`, from the current ``head`` weights, not trained
     through).
 
     ``per_position=True`` (registered as ``"dense_multimix"``) is the published form: a separate
     Dirichlet(α) base ``Λ^j`` ``(n, b)`` per position, each position its own mixed target
-    ``Ỹ^j = W^j Y`` (:func:`mixbook.methods.dense_targets` with ``per_position=True``), and the
+    ``Ỹ^j = W^j Y`` (:func:`~mixbook.methods.multimix.dense_targets` with ``per_position=True``), and the
     dense loss: the linear head applied at every position of the mixed map (as a 1 × 1
     convolution with the head's weights), soft-target cross-entropy averaged over the ``n·r``
     (output, position) terms. ``per_position=False`` (``"dense_multimix_pooled"``) is the pooled

@@ -132,7 +132,7 @@ def weights(
         n: number of outputs (rows), ``n >= 1``; ``n > b`` is allowed (inputs then dominate
             several outputs). Default: ``len(dominant)`` if given, else ``b``.
         dominant: ``(n,)`` integer tensor of input indices in ``[0, b)`` (values checked on
-            the CPU only, see :mod:`mixbook.core._checks`); default ``arange(n) % b``, i.e. output
+            the CPU only, see ``mixbook.core._checks``); default ``arange(n) % b``, i.e. output
             ``k`` is dominated by input ``k``.
         device: where to build ``W``; default ``dominant``'s device, else the CPU.
         dtype: floating dtype of ``W`` (default float32).
@@ -218,11 +218,12 @@ def sample(
 
 class ZetaMixup(DenseMixingTransform):
     """Batch transform ``(x, y) -> (mixed x, soft targets)`` with ζ-mixup's p-series weights over a
-    random ordering of the batch for every output (:func:`sample`, :func:`weights`).
+    random ordering of the batch for every output (:func:`~mixbook.methods.zeta.sample`,
+    :func:`~mixbook.methods.zeta.weights`).
 
     Args:
         gamma: γ > 0 of the p-series ``j^(−γ)`` (default 2.8, as in the authors' code); with
-            γ ≥ γ* the first weight dominates every row (:func:`dominance_threshold`).
+            γ ≥ γ* the first weight dominates every row (:func:`~mixbook.methods.zeta.dominance_threshold`).
         n: number of outputs per batch (default: the batch size).
         **options: ``num_classes`` and the options every transform shares
             (:class:`mixbook.core.mixing.MixingTransform`).

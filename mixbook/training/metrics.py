@@ -12,7 +12,7 @@ Calibration follows Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neu
 Networks", ICML 2017: confidence is the largest softmax probability, samples are grouped in
 ``n_bins`` equal-width confidence bins ``B_m = ((m-1)/M, m/M]`` and
 
-    ECE = Σ_m |B_m| / n · |acc(B_m) − conf(B_m)|.
+    ``ECE = Σ_m |B_m| / n · |acc(B_m) − conf(B_m)|``.
 
 The bins are closed on the right as in the paper (a confidence of exactly 0.5 with two bins
 falls in the first bin). torchmetrics' ``MulticlassCalibrationError`` closes them on the
@@ -115,7 +115,7 @@ def reliability_bins(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) ->
         n_bins: number of equal-width bins, ``>= 1``.
 
     Returns:
-        A dict of tensors on the logits' device:
+        A dict of tensors on the logits' device, with the keys
 
         * ``edges``: ``(n_bins + 1,)`` bin edges from 0 to 1;
         * ``confidence``: ``(n_bins,)`` mean confidence of each bin, NaN where empty;

@@ -22,7 +22,7 @@ results agree to floating-point rounding (a batched matmul sums in another order
 long run can amplify, as it amplifies any rounding difference. ``tests/test_population.py``
 checks the agreement.
 
-Methods need :meth:`prepare` (every built-in method except dense MultiMix has it); members of a
+Methods need :meth:`~mixbook.core.step.Method.prepare` (every built-in method except dense MultiMix has it); members of a
 method without it, and models with buffers (BatchNorm), are trained one by one with
 :func:`mixbook.training.train.fit`, so :func:`repeat` accepts anything :func:`mixbook.training.train.repeat` does.
 """
@@ -369,7 +369,7 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
             ``functools.partial(mixbook.chapters.gan.train, "mixup", seeds=[0, 1])``.
         workers: processes, ≥ 1 (1: in this process, one after another).
         fn: the function each job calls instead of :func:`repeat`, e.g.
-            :func:`mixbook.chapters.manifold_gradient.repeat_decomposed`; with ``workers > 1`` it must be importable
+            ``mixbook.chapters.manifold_gradient.repeat_decomposed``; with ``workers > 1`` it must be importable
             (a module-level function), as the jobs' arguments must pickle.
 
     Returns:

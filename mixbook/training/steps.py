@@ -23,7 +23,7 @@ registry name and its options, e.g. ``zeta(gamma=2.8)``, ``erm()``, ``cutmix(alp
   batch's device once.
 
 It prepares a :class:`~mixbook.core.step.Step` whose ``mix`` is the arithmetic of
-:meth:`Mixing.apply <mixbook.core.mixing.Mixing.apply>` (:func:`~mixbook.core.mixing.mix_pairwise`,
+:meth:`Mixing.apply <mixbook.Mixing.apply>` (:func:`~mixbook.core.mixing.mix_pairwise`,
 :func:`~mixbook.core.mixing.mix_dense`) and whose loss is one of the unchecked cross-entropies of
 :mod:`mixbook.core.losses`, so :mod:`mixbook.training.population` runs it under ``vmap``.
 """
@@ -62,7 +62,7 @@ class SamplerMethod(Method):
             candidate paths (``"input"`` allowed), one drawn per step. Paths are checked against
             the model at its first step (``ValueError`` naming a bad path); through DDP and
             compile wrappers they name the user's network.
-        loss: one of :data:`LOSS_FORMS`. ``"mixed"`` needs a pairwise mixing, ``"kept"`` one
+        loss: one of :data:`~mixbook.core.registry.LOSS_FORMS`. ``"mixed"`` needs a pairwise mixing, ``"kept"`` one
             output per input.
         clean: add the cross-entropy of the unmixed batch (dense mixings with the ``"soft"``
             loss: the clean rows run first, in the same pass).
@@ -204,7 +204,7 @@ def _show(value: object) -> str:
 def make_method(name: str, **options: Any) -> Method:
     """The training method registered as ``name`` (:data:`mixbook.core.registry.SPECS`), with ``options``.
 
-    A registered :class:`~mixbook.core.registry.MethodSpec` becomes a :class:`SamplerMethod` whose
+    A registered :class:`~mixbook.core.registry.MethodSpec` becomes a :class:`~mixbook.training.steps.SamplerMethod` whose
     ``repr`` is ``name(option=value, ...)`` over the factory's arguments, defaults included.
     """
     factory = registry.lookup(name)

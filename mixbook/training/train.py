@@ -230,7 +230,7 @@ def fit(
     """Train ``model`` on ``data`` with ``method`` (AdamW or SGD, cosine learning-rate schedule).
 
     Two ``torch.Generator`` streams on the training device, both derived from ``seed``
-    (:func:`generators`): one for the data order and ``augment``, one for the method's mixing
+    (:func:`~mixbook.training.train.generators`): one for the data order and ``augment``, one for the method's mixing
     draws. Every method therefore sees the same batches in the same order for a seed (a paired
     comparison), and a run is deterministic for a seed (given the same model initialisation:
     seed torch before building the model, or use :func:`repeat`).
@@ -243,7 +243,7 @@ def fit(
             a loader, ``num_classes`` is required, its batches are used as they come (``batch_size``
             is the loader's; a sampler with ``set_epoch`` gets the epoch, as DDP loops do), the
             data stream only drives ``augment``, and the test metrics come from ``test``.
-        method: a registered name (:func:`mixbook.core.registry.names`) or a :class:`Method` instance.
+        method: a registered name (:func:`mixbook.core.registry.names`) or a :class:`~mixbook.core.step.Method` instance.
         num_classes: the number of classes, with a ``DataLoader`` (a ``Split`` knows its own).
         test: with a ``DataLoader``, an optional :class:`~mixbook.training.data.Split` whose test (and
             validation) part is evaluated as for a ``Split``; ``None``: training loss only.
@@ -259,12 +259,12 @@ def fit(
             it gets the data-order generator, so the augmentation is the same for every method.
         keep_outputs: keep the test and validation logits of the best validation epoch so far
             and of the last epoch in ``History.outputs`` (``"best"``, ``"last"``; see
-            :meth:`History.best`), for per-example statistics and temperature scaling. Needs a
+            :meth:`History.best <mixbook.training.train.History.best>`), for per-example statistics and temperature scaling. Needs a
             validation part (a ``Split`` from :func:`mixbook.training.data.validation_split`, or
             ``test`` with one).
 
     Returns:
-        A :class:`History`. The model keeps the weights of the last epoch (``History.best()``
+        A :class:`~mixbook.training.train.History`. The model keeps the weights of the last epoch (``History.best()``
         says which evaluated epoch early stopping would have kept, and what it scored).
 
     **Across processes** (``torchrun``: an initialised ``torch.distributed`` process group,
@@ -281,12 +281,12 @@ def fit(
       permutation, and the gradient is the mean over it, as a one-process run with that batch
       size (for ERM without padding: the same run up to float rounding);
     * mixing is per rank, over the local batch, from rank-specific streams
-      (:func:`generators` with ``rank``); ``augment`` gets a per-rank stream too. To mix over
+      (:func:`~mixbook.training.train.generators` with ``rank``); ``augment`` gets a per-rank stream too. To mix over
       the global batch, pass the method wrapped in :class:`mixbook.training.distributed.GlobalBatch`;
     * the evaluation shards the evaluated sets over the ranks and gathers the logits, so every
       rank records the same metrics (those of one process up to rounding); ``train_loss`` is
       the mean over all ranks' examples; the progress bar shows on rank 0 only. The returned
-      :class:`History` is the same on every rank: save it (and the model) from rank 0.
+      :class:`~mixbook.training.train.History` is the same on every rank: save it (and the model) from rank 0.
 
     A one-process run (no group) is unchanged.
     """
@@ -514,7 +514,7 @@ def repeat(
     methods start from the same initialisation for a given seed.
 
     Returns:
-        A pandas DataFrame with one row per (method, seed): ``method`` (the mapping's key),
+        A pandas DataFrame with one row per (method, seed) and the columns ``method`` (the mapping's key),
         ``seed``, ``accuracy``, ``nll``, ``ece``, ``overconfidence``, ``train_loss`` and
         ``seconds_per_epoch``; with ``return_models``, also a dict ``{(method, seed): trained model}``.
     """
