@@ -7,13 +7,13 @@ Chapter 2: :mod:`~mixbook.chapters.reformulation_checks`. Chapter 3:
 :mod:`~mixbook.chapters.gpu_record`. Chapter 8:
 :mod:`~mixbook.chapters.attacks`, :mod:`~mixbook.chapters.bayes`, :mod:`~mixbook.chapters.gan`,
 :mod:`~mixbook.chapters.regression`. Every chapter: :mod:`~mixbook.chapters.results`,
-:mod:`~mixbook.chapters.stats`, :mod:`~mixbook.chapters.plotting`,
+:mod:`~mixbook.chapters.stats`, :mod:`~mixbook.chapters.plotting`, :mod:`~mixbook.chapters.figures`,
 :mod:`~mixbook.chapters.notebook`.
 """
 
 
 
-__all__ = list(_MODULES := ("attacks", "bayes", "cifar_grid", "gan", "gpu_record", "manifold_gradient", "mnist1d", "notebook", "plotting",
+__all__ = list(_MODULES := ("attacks", "bayes", "cifar_grid", "figures", "gan", "gpu_record", "manifold_gradient", "mnist1d", "notebook", "plotting",
             "reformulation_checks", "regression", "results", "stats", "shrinkage", "synthetic", "toy_manifolds", "tuning"))
 
 
