@@ -268,3 +268,23 @@ def test_committed_h200_numbers_are_the_readmes():
     assert (round(multimix.min(), 1), round(multimix.max(), 1)) == (3.1, 8.4)
     assert (round(zeta.min(), 1), round(zeta.max(), 1)) == (1.0, 23.7)
     assert s["launches_per_call"] == 17.0 and s["dispatched_ops"] == 16           # 300 + 40 launches / 20 calls
+
+
+def test_claims_judge_the_committed_h200_run():
+    """Chapter 7's claims on the recorded run: each a yes/no with the numbers behind it."""
+    rows = gpu_record.claims(RESULTS, 0.8)
+    assert [r["holds here"] for r in rows] == ["no", "no", "no", "no"]
+    assert all("NVIDIA H200" in r["claim"] and r["numbers"] != "not measured" for r in rows)
+    assert rows[0]["numbers"] == "408 µs (compiled kernel), 229 µs (eager) vs 115 µs"
+    assert rows[2]["numbers"].startswith("49% (fp32), 34% (bf16)")
+    # a lower target for the bound would be met in fp32 and bf16 by the eager call (49%, 34%)
+    assert gpu_record.claims(RESULTS, 0.3)[2]["holds here"] == "yes"
+
+
+def test_claims_without_a_recorded_run_are_not_testable(tmp_path: Path):
+    rows = gpu_record.claims(tmp_path, 0.8)
+    assert len(rows) == 4 and {r["holds here"] for r in rows} == {"not testable here"}
+    assert all("no GPU run recorded" in r["claim"] for r in rows)
+    for bad in (0, 1.5, "0.8", True):
+        with pytest.raises(ValueError, match="bound_target"):
+            gpu_record.claims(tmp_path, bad)

@@ -37,7 +37,8 @@ from typing import Any
 __all__ = ["BOUND_COPIES", "STEP_RATIO_TARGET", "PER_CALL_ROWS", "run_key", "read_records", "provenance_frame",
            "bench_frame", "profile_frame", "stepcost_frame", "bound_fraction", "per_call_table", "bound_table",
            "stepcost_table", "dense_table", "dense_parts_table", "parse_profiler_table", "launch_summary",
-           "targets_frame", "provenance_markdown", "SUMMARY_KEYS", "summary", "verdicts"]
+           "targets_frame", "provenance_markdown", "SUMMARY_KEYS", "summary", "verdicts", "PAIRWISE_METHODS",
+           "claims"]
 
 BENCH_PATTERN = "07_bench_nvidia-*.json"
 PROFILE_PATTERN = "07_profile_nvidia-*.json"
@@ -656,6 +657,64 @@ def verdicts(directory: str | os.PathLike) -> list[tuple[str, bool]]:
                 out.append((f"{run} ({device}): every dense op within 1.5 matmuls of its shape, every case",
                             bool((dr["× matmul"] <= 1.5).all())))
     return out
+
+
+PAIRWISE_METHODS = ("mixup", "manifold_mixup", "cutmix")
+"""The recorded step-cost methods that mix pairs (the ones :data:`STEP_RATIO_TARGET` is for)."""
+
+
+def claims(directory: str | os.PathLike, bound_target: float, run: str | None = None) -> list[dict[str, str]]:
+    """Chapter 7's claims about a GPU, judged on one recorded run (default: the earliest), as rows
+    ``{"claim", "holds here", "numbers"}`` with ``holds here`` one of ``"yes"``, ``"no"`` and
+    ``"not testable here"`` (no recorded run, or the run lacks the measurement).
+
+    The claims: a ``MixUp(x, y)`` call at b = 32 costs no more than timm's ``Mixup`` on a fresh clone
+    (the profile, every ``fused`` backend); every pairwise method's ResNet-18 step is within
+    :data:`STEP_RATIO_TARGET` of ERM's (both precisions); mixbook's eager ``MixUp`` at b = 1024,
+    3×224² reaches ``bound_target`` (a fraction, e.g. 0.8) of the gather-and-interpolate bound in fp32
+    and bf16; every dense op is within 1.5 matmuls of its shape in every case of the bench.
+    """
+    if not isinstance(bound_target, (int, float)) or isinstance(bound_target, bool) or not 0 < bound_target <= 1:
+        raise ValueError(f"bound_target must be a fraction in (0, 1], got {bound_target!r}")
+    s = summary(directory, run)
+    untested = "not testable here"
+
+    def yes(ok: bool) -> str:
+        return "yes" if ok else "no"
+
+    def row(claim: str, holds: str, numbers: str) -> dict[str, str]:
+        return {"claim": claim, "holds here": holds, "numbers": numbers}
+
+    where = f"({s['device']}, recorded {s['date']})" if s["run"] else "(no GPU run recorded)"
+    checks = {statement.split("): ", 1)[1]: holds for statement, holds in verdicts(directory)
+              if s["run"] and statement.startswith(f"{s['run']} (")}
+    call = [v for k, v in checks.items() if k.startswith("MixUp(x, y) at b = 32")]
+    step = [v for k, v in checks.items() if k.startswith("every pairwise method's step")]
+    dense = [v for k, v in checks.items() if k.startswith("every dense op")]
+    steps = stepcost_frame(directory)
+    steps = steps[(steps["run"] == s["run"]) & steps["method"].isin(PAIRWISE_METHODS) & steps["ratio_to_ERM"].notna()]
+    eager = (s["bound_fp32_eager_pct"], s["bound_bf16_eager_pct"])
+    batch = f", b = {s['step_batch']}" if isinstance(s["step_batch"], int) else ""
+    return [
+        row(f"a mixing call at b = 32 costs no more than timm's Mixup on a fresh clone {where}",
+            yes(all(call)) if call else untested,
+            f"{s['mixup_auto_us']:.0f} µs (compiled kernel), {s['mixup_eager_us']:.0f} µs (eager) vs "
+            f"{s['timm_clone_us']:.0f} µs" if call else "not measured"),
+        row(f"a pairwise method's training step (ResNet-18{batch}) costs at most "
+            f"{STEP_RATIO_TARGET:g} ERM steps, fp32 and bf16 {where}",
+            yes(all(step)) if step else untested,
+            f"{steps['ratio_to_ERM'].min():.2f}–{steps['ratio_to_ERM'].max():.2f} ERM steps" if len(steps)
+            else "not measured"),
+        row(f"a pairwise mix reaches {100 * bound_target:.0f}% of the gather-and-interpolate bound "
+            f"(b = 1024, 3×224², mixbook's MixUp as called) {where}",
+            yes(min(eager) >= 100 * bound_target) if all(math.isfinite(v) for v in eager) else untested,
+            f"{eager[0]:.0f}% (fp32), {eager[1]:.0f}% (bf16); compiled whole {s['bound_bf16_compiled_pct']:.0f}% (bf16)"
+            if all(math.isfinite(v) for v in eager) else "not measured"),
+        row(f"a dense mix with its sampling costs at most 1.5 matrix products of its shape, every case {where}",
+            yes(all(dense)) if dense else untested,
+            f"ζ-mixup {s['zeta_x_matmul_min']:.1f}–{s['zeta_x_matmul_max']:.1f}×, MultiMix "
+            f"{s['multimix_x_matmul_min']:.1f}–{s['multimix_x_matmul_max']:.1f}×" if dense else "not measured"),
+    ]
 
 
 def _unique_values(*frames: Any, run: str, column: str) -> list[Any]:
