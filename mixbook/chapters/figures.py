@@ -162,9 +162,10 @@ def problems(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def glue(name: str, fig, *, close: bool = True) -> dict[str, Any]:
+def glue(name: str, fig, *, close: bool = True) -> None:
     """Glue ``fig`` under ``name`` (for ``{glue:figure}``) and its :func:`measure` record under
-    ``name + RECORD_SUFFIX``; close the figure (``close=True``). Returns the record.
+    ``name + RECORD_SUFFIX``; close the figure (``close=True``). Returns nothing, so that a cell
+    ending with it shows no output (:func:`measure` gives the record).
 
     Raises ``ValueError`` naming the broken rules when the figure is not readable at the book's
     width (:func:`problems`), before anything is glued.
@@ -187,4 +188,3 @@ def glue(name: str, fig, *, close: bool = True) -> dict[str, Any]:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-    return record
