@@ -8,13 +8,13 @@ Chapter 2: :mod:`~mixbook.chapters.reformulation_checks`. Chapter 3:
 :mod:`~mixbook.chapters.attacks`, :mod:`~mixbook.chapters.bayes`, :mod:`~mixbook.chapters.gan`,
 :mod:`~mixbook.chapters.regression`. Every chapter: :mod:`~mixbook.chapters.results`,
 :mod:`~mixbook.chapters.stats`, :mod:`~mixbook.chapters.plotting`, :mod:`~mixbook.chapters.figures`,
-:mod:`~mixbook.chapters.notebook`.
+:mod:`~mixbook.chapters.notebook`. The verdicts page: :mod:`~mixbook.chapters.verdicts`.
 """
 
 
 
 __all__ = list(_MODULES := ("attacks", "bayes", "cifar_grid", "figures", "gan", "gpu_record", "manifold_gradient", "mnist1d", "notebook", "plotting",
-            "reformulation_checks", "regression", "results", "stats", "shrinkage", "synthetic", "toy_manifolds", "tuning"))
+            "reformulation_checks", "regression", "results", "stats", "shrinkage", "synthetic", "toy_manifolds", "tuning", "verdicts"))
 
 
 def __getattr__(name: str):
