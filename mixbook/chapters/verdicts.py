@@ -517,7 +517,8 @@ def markdown_table(rows: list[Row]) -> str:
             claim = f'<a href="{r.chapter}.html#{r.section}">{claim}</a>'
         verdict = f"**{r.verdict}**" if r.verdict else "**not recognised: see the chapter**"
         note = r.note.replace("|", "\\|")
-        lines.append(f"| [{n}]({r.chapter}.ipynb) | {claim}{cite} | {verdict} | {note} |")
+        # glued MyST resolves a Markdown link to a page as an anchor of this page: link the built page in HTML
+        lines.append(f'| <a href="{r.chapter}.html">{n}</a> | {claim}{cite} | {verdict} | {note} |')
     return "\n".join(lines)
 
 
