@@ -1,4 +1,4 @@
-"""The verdicts page: every chapter's recorded verdict, as the claim its source states and one of
+"""Every chapter's verdicts on one page (the verdicts page): each recorded verdict as the claim its source states and one of
 three verdicts (:data:`HOLDS`, :data:`FAILS`, :data:`UNTESTABLE`).
 
 The verdicts page (``book/verdicts.ipynb``) and nothing else uses this module. The chapters glue their
