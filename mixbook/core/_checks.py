@@ -244,9 +244,9 @@ def image_batch(name: str, x: object) -> torch.Tensor:
 
 def labels_getter(value: object) -> object:
     """``"default"`` or a callable ``sample -> labels`` (torchvision's ``labels_getter``)."""
-    if value == "default" or callable(value):
+    if (isinstance(value, str) and value == "default") or callable(value):
         return value
-    raise TypeError(f"labels_getter must be 'default' or a callable sample -> labels, got {value!r}")
+    raise ValueError(f"labels_getter should either be 'default' or a callable sample -> labels, got {value!r}")
 
 
 def same_batch(name: str, x: torch.Tensor, batch_size: int) -> None:

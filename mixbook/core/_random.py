@@ -234,6 +234,25 @@ def rank_generator(generator: torch.Generator, rank: int) -> torch.Generator:
     return torch.Generator(device=generator.device).manual_seed(seed)
 
 
+_EPOCH_TAG = 0x65706F63  # "epoc": keeps an epoch stream's entropy apart from the other kinds
+
+
+def epoch_generator(generator: torch.Generator, epoch: int, worker: int) -> torch.Generator:
+    """A generator for one epoch of one DataLoader worker (``worker = -1``: the main process): a
+    function of ``generator``'s state, ``epoch`` and ``worker`` only (not of the DataLoader's own
+    seeding), so a resumed run that sets the same epoch draws the same. ``generator`` is not advanced."""
+    import numpy as np
+
+    for name, value, low in (("epoch", epoch, 0), ("worker", worker, -1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    state = generator.get_state().numpy()
+    words = np.frombuffer(state.tobytes() + b"\0" * (-len(state) % 4), dtype=np.uint32)
+    entropy = [_EPOCH_TAG, epoch, worker + 1, int(generator.initial_seed()), *map(int, words)]
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return torch.Generator(device=generator.device).manual_seed(seed)
+
+
 @_checks.constant_under_compile
 def process_rank() -> int | None:
     """This process's rank in the default ``torch.distributed`` group, or ``None`` outside one.

@@ -5,6 +5,11 @@ pairwise mixing can be trained either with soft targets (:func:`soft_cross_entro
 ``Mixing.targets``) or with two integer-target cross-entropies weighted by λ
 (:func:`mixed_cross_entropy`, Zhang et al. 2018, eq. 1 of the reference code), which never
 builds a ``(b, C)`` target matrix. Both give the same value and gradient.
+
+**Precision.** Every loss here computes in float32 (at least) when the logits are float16 or
+bfloat16, and returns float32, as ``F.cross_entropy`` does under autocast: bfloat16 has 8 bits of
+mantissa, and a log-softmax summed over classes in it is off by about 1e-2 (the targets, cast to
+bfloat16, lose as much). The gradient flows back to the low-precision logits in their dtype.
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ def _one_hot(y: torch.Tensor, num_classes: int, smoothing: float, dtype: torch.d
     out = torch.full((y.shape[0], num_classes), off, dtype=dtype, device=y.device)
     index = y if y.dtype == torch.int64 else y.long()
     return out.scatter_(1, index.unsqueeze(1), 1.0 - smoothing + off)
+
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _precise(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` in float32 when they are float16/bfloat16 (else as they are)."""
+    return logits.float() if logits.dtype in _LOW_PRECISION else logits
 
 
 def _check_logits(logits: object, batch_size: int | None = None) -> torch.Tensor:
@@ -129,18 +142,22 @@ def mixed_cross_entropy(
 # What the checked losses above compute, for training steps (mixbook.core.step.Step): their targets
 # are valid by construction, and a value check cannot run under vmap.
 def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``CE(logits, y)`` with ``(b,)`` int64 labels, mean over the batch."""
-    return F.cross_entropy(logits, y)
+    """``CE(logits, y)`` with ``(b,)`` int64 labels, mean over the batch (float32 for fp16/bf16 logits)."""
+    return F.cross_entropy(_precise(logits), y)
 
 
 def soft_ce(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Soft-target cross-entropy of ``(b, C)`` logits against ``(b, C)`` targets (:func:`soft_cross_entropy`)."""
+    """Soft-target cross-entropy of ``(b, C)`` logits against ``(b, C)`` targets (:func:`soft_cross_entropy`;
+    float32 for fp16/bf16 logits)."""
+    logits = _precise(logits)
     return F.cross_entropy(logits, targets.to(logits.dtype), reduction=reduction)
 
 
 def mixed_ce(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor, lam: torch.Tensor | float,
              reduction: str = "mean", smoothing: float = 0.0) -> torch.Tensor:
-    """``λ CE(z, y) + (1 − λ) CE(z, y')`` with ``(b,)`` int64 labels and ``(b,)`` λ (:func:`mixed_cross_entropy`)."""
+    """``λ CE(z, y) + (1 − λ) CE(z, y')`` with ``(b,)`` int64 labels and ``(b,)`` λ (:func:`mixed_cross_entropy`;
+    float32 for fp16/bf16 logits)."""
+    logits = _precise(logits)
     if isinstance(lam, torch.Tensor) and lam.dtype != logits.dtype:
         lam = lam.to(logits.dtype)
     ce_a = F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
@@ -156,7 +173,7 @@ def mixed_ce(logits: torch.Tensor, y: torch.Tensor, y_partner: torch.Tensor, lam
 def clean_plus_soft_ce(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``CE(logits[:b], y) + soft_ce(logits[b:], targets)`` with ``b = len(y)``: the clean rows first."""
     b = y.shape[0]
-    return F.cross_entropy(logits[:b], y) + soft_ce(logits[b:], targets)
+    return F.cross_entropy(_precise(logits[:b]), y) + soft_ce(logits[b:], targets)
 
 
 class SoftTargetCrossEntropy(nn.Module):
@@ -185,7 +202,7 @@ class SoftTargetCrossEntropy(nn.Module):
         logits = _check_logits(logits, target.shape[0] if target.ndim else None)
         _checks.labels("target", target, logits.shape[1])
         _checks.same_device("target", target, logits.device)
-        return F.cross_entropy(logits, target.long(), reduction=self.reduction, label_smoothing=self.smoothing)
+        return F.cross_entropy(_precise(logits), target.long(), reduction=self.reduction, label_smoothing=self.smoothing)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, smoothing={self.smoothing}"

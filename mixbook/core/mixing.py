@@ -28,12 +28,13 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils import _pytree
 
-from . import _checks, _random, fused
+from . import _checks, _random, fused, samples
 from .losses import _one_hot, soft_ce
 from .step import Method, Step
 
-__all__ = ["Mixing", "MixingTransform", "DenseMixingTransform", "mix_pairwise", "mix_dense"]
+__all__ = ["Mixing", "MixingTransform", "DenseMixingTransform", "mix_pairwise", "mix_dense", "draw_applied", "gate"]
 
 
 # ---------------------------------------------------------------------- the arithmetic of W @ x
@@ -59,6 +60,35 @@ def mix_dense(h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``W @ h`` over the first dimension: ``(n, b)`` weights, ``(b, *)`` ``h`` -> ``(n, *)`` in ``h``'s dtype."""
     w = weights if weights.dtype == h.dtype else weights.to(h.dtype)
     return (w @ h.reshape(weights.shape[1], -1)).reshape(weights.shape[0], *h.shape[1:])
+
+
+def draw_applied(prob: float, k: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor | None:
+    """``(k,)`` bool: which of ``k`` draws (the batch, or each output) are mixed, each with probability
+    ``prob`` (timm's ``prob``, kornia's ``p``); ``None`` when ``prob == 1`` (nothing is drawn, so the
+    draws that follow are those of a sampler without ``prob``)."""
+    if prob >= 1:
+        return None
+    return _random.rand((k,), device=device, generator=generator) < prob
+
+
+def gate(m: "Mixing", applied: torch.Tensor | None) -> "Mixing":
+    """``m`` where ``applied`` holds and the identity elsewhere: an unmixed output is its own example
+    (λ = 1 in the pairwise form, the row of the identity in the dense form), its targets still soft.
+
+    Args:
+        m: a pairwise mixing, or a dense one with ``n == b``.
+        applied: ``(1,)`` (the whole batch) or ``(n,)`` bool, or ``None`` (``m`` unchanged).
+    """
+    if applied is None:
+        return m
+    if m.weights is None:
+        return Mixing._drawn(m.partner, torch.where(applied, m.lam, torch.ones_like(m.lam)))
+    w = m.weights
+    if w.shape[0] != w.shape[1]:
+        raise ValueError(f"prob < 1 leaves some outputs unmixed, which needs n == b outputs; this mixing has "
+                         f"n={w.shape[0]}, b={w.shape[1]}")
+    eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+    return Mixing(batch_size=m.batch_size, weights=torch.where(applied[:, None], w, eye))
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,8 +318,9 @@ class Mixing:
                 ``[0, 1]`` (rows need not sum to 1).
             num_classes: ``C``; required for integer labels, checked against soft targets.
             smoothing: label smoothing ε in ``[0, 1)``: ``Y ← (1 − ε) Y + ε / C``. For
-                multi-hot targets this is applied element by element, as timm smooths them
-                (on value ``1 − ε + ε/C``, off value ``ε/C``).
+                multi-hot targets each label is an independent binary target and is smoothed
+                towards 1/2, as timm's ``mixup_target(..., multi_label=True)`` does:
+                ``y (1 − ε) + ε / 2`` (on value ``1 − ε/2``, off value ``ε/2``).
             multi_label: ``y`` holds multi-hot (multi-label) targets.
 
         Returns:
@@ -309,7 +340,7 @@ class Mixing:
             if y.numel() and _checks.check_values(y) and not bool(((y >= 0) & (y <= 1)).all()):
                 raise ValueError("y as multi-hot (multi_label) targets must lie in [0, 1]")
             self._check_batch("y", y)
-            soft = y if smoothing == 0 else y * (1 - smoothing) + smoothing / y.shape[1]
+            soft = y if smoothing == 0 else y * (1 - smoothing) + smoothing / 2
             return self._mix(soft)
         if y.is_floating_point():
             _checks.soft_targets("y", y)
@@ -363,24 +394,6 @@ def _tv_wrap(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _default_labels(inputs: object) -> object:
-    """torchvision's default ``labels_getter``: the second element of a tuple/list, or the value
-    of the key ``"labels"`` (else ``"label"``, case-insensitive) of a dict."""
-    if isinstance(inputs, (tuple, list)):
-        if len(inputs) < 2:
-            raise ValueError("labels_getter='default': a tuple/list sample must be (images, labels, ...), "
-                             f"got {len(inputs)} element(s)")
-        return inputs[1]
-    if isinstance(inputs, dict):
-        for wanted in ("labels", "label"):
-            for key in inputs:
-                if isinstance(key, str) and key.lower() == wanted:
-                    return inputs[key]
-        raise ValueError(f"labels_getter='default' found no 'labels' or 'label' key in the sample (keys: {list(inputs)}); "
-                         "pass labels_getter=callable(sample) -> labels")
-    raise TypeError(f"a sample must be a tuple, list or dict, got {type(inputs).__name__}")
-
-
 def _worker_info() -> object:
     """``torch.utils.data.get_worker_info()``; read from its module global while ``torch.compile``
     traces (Dynamo refuses to trace ``get_worker_info`` itself, a graph break)."""
@@ -389,6 +402,19 @@ def _worker_info() -> object:
 
         return getattr(worker, "_worker_info", None)
     return torch.utils.data.get_worker_info()
+
+
+@dataclass(frozen=True)
+class _GeneratorState:
+    """A ``torch.Generator`` as it is pickled inside a transform: its state as bytes and its device."""
+
+    state: bytes
+    device: str
+
+    def restore(self) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        gen.set_state(torch.frombuffer(bytearray(self.state), dtype=torch.uint8))
+        return gen
 
 
 class MixingTransform(nn.Module, Method):
@@ -424,35 +450,44 @@ class MixingTransform(nn.Module, Method):
     Mixing is per rank (over the local batch), as in timm and torchvision.
     """
 
-    num_classes: int
+    num_classes: int | None
     smoothing: float
     generator: torch.Generator | None = None
     multi_label: bool = False
     labels_getter: object = "default"
+    mix_keys: tuple = ()
 
     sampler: ClassVar[Callable[..., Mixing] | None] = None
     """The module's sampler, ``sampler(x, y, *, generator, **hp) -> Mixing`` (set with ``staticmethod``)."""
     hyper_parameters: ClassVar[tuple[str, ...]] = ()
     """The sampler keywords the transform holds as attributes, in the order ``repr`` shows them."""
 
-    def __init__(self, *, num_classes: int, smoothing: float = 0.0, multi_label: bool = False,
-                 labels_getter: object = "default", generator: torch.Generator | None = None) -> None:
+    def __init__(self, *, num_classes: int | None = None, smoothing: float = 0.0, multi_label: bool = False,
+                 labels_getter: object = "default", mix_keys: tuple = (),
+                 generator: torch.Generator | None = None) -> None:
         """The options every transform shares (a subclass's ``__init__`` validates and stores its own
-        hyper-parameters, then passes these on): ``num_classes``; ``smoothing`` ε in ``[0, 1)``
-        applied before mixing; ``multi_label`` for ``(b, C)`` multi-hot labels; ``labels_getter``
-        to find the labels in a packed sample; ``generator``, an optional ``torch.Generator`` on
-        the batches' device."""
+        hyper-parameters, then passes these on): ``num_classes`` (required for ``(b,)`` integer
+        labels; ``None`` when the labels come as ``(b, C)`` one-hot or soft targets, as in
+        torchvision); ``smoothing`` ε in ``[0, 1)`` applied before mixing; ``multi_label`` for
+        ``(b, C)`` multi-hot labels; ``labels_getter`` to find the labels in a packed sample;
+        ``mix_keys``, the entries of a packed sample to mix with the images besides them (see
+        :mod:`mixbook.core.samples`); ``generator``, an optional ``torch.Generator`` on the
+        batches' device."""
         super().__init__()
         self._set_common(num_classes=num_classes, smoothing=smoothing, multi_label=multi_label,
-                         labels_getter=labels_getter, generator=generator)
+                         labels_getter=labels_getter, mix_keys=mix_keys, generator=generator)
 
     def _set_common(self, *, num_classes: object, smoothing: object, multi_label: object, labels_getter: object,
-                    generator: object) -> None:
+                    generator: object, mix_keys: object = ()) -> None:
         """Validate and store the options every transform shares."""
-        self.num_classes = _checks.num_classes(num_classes)
+        self.num_classes = None if num_classes is None else _checks.num_classes(num_classes)
         self.smoothing = _checks.unit_interval("smoothing", smoothing)
         self.multi_label = _checks.boolean("multi_label", multi_label)
         self.labels_getter = _checks.labels_getter(labels_getter)
+        if isinstance(mix_keys, (str, int)) or not isinstance(mix_keys, (tuple, list)) or not all(
+                isinstance(k, (str, int)) and not isinstance(k, bool) for k in mix_keys):
+            raise TypeError(f"mix_keys must be a tuple of dict keys (str) or tuple positions (int), got {mix_keys!r}")
+        self.mix_keys = tuple(mix_keys)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.generator = generator
@@ -484,7 +519,20 @@ class MixingTransform(nn.Module, Method):
         state = dict(state)
         state.pop("_worker_stream", None)  # a worker's stream is never shipped to another process
         state.pop("_rank_stream", None)    # nor a rank's (each process derives its own)
+        gen = state.get("generator")
+        if isinstance(gen, torch.Generator):
+            # The generator travels as its state in bytes: a torch.Generator pickles its state as a
+            # tensor, which a spawn/forkserver DataLoader worker fails to rebuild from shared memory
+            # (the worker dies); bytes pickle everywhere.
+            state["generator"] = _GeneratorState(bytes(gen.get_state().numpy()), str(gen.device))
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        gen = state.get("generator")
+        if isinstance(gen, _GeneratorState):
+            state = dict(state)
+            state["generator"] = gen.restore()
+        super().__setstate__(state)
 
     def sample(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
                generator: torch.Generator | None = None) -> Mixing:
@@ -509,7 +557,7 @@ class MixingTransform(nn.Module, Method):
         """The transform as a training step (:class:`mixbook.core.step.Step`): the mixed batch and its
         (smoothed) soft targets, scored by soft-target cross-entropy; drawn from ``generator``
         (``fit`` passes its mixing stream), so ``fit(model, split, MixUp(...))`` trains with it."""
-        if num_classes != self.num_classes:
+        if self.num_classes is not None and num_classes != self.num_classes:
             raise ValueError(f"the transform was built for num_classes={self.num_classes}, the data has {num_classes}")
         x_mix, targets, _ = self._mix_batch(x, y, generator=generator)
         return Step(x_mix, soft_ce, (targets,))
@@ -542,20 +590,28 @@ class MixingTransform(nn.Module, Method):
     # ------------------------------------------------------------------ calling conventions
     def _labels(self, y: object, batch_size: int) -> torch.Tensor:
         """Check ``y``: ``(b,)`` integer labels, ``(b, C)`` soft / one-hot targets, or with
-        ``multi_label`` ``(b, C)`` multi-hot targets. Integer ``(b, C)`` targets become float32."""
-        y = _checks.tensor("y", y)
+        ``multi_label`` ``(b, C)`` multi-hot targets. Integer ``(b, C)`` targets become float32.
+        The shape errors are ``ValueError`` with torchvision's wording."""
+        if not isinstance(y, torch.Tensor):
+            raise ValueError(f"The labels must be a tensor, but got {type(y).__name__} instead")
         if y.ndim == 1:
+            if self.num_classes is None:
+                raise ValueError("num_classes must be passed if the labels are index-based (1D): "
+                                 "build the transform with num_classes=C, or pass (b, C) one-hot or soft targets")
             _checks.labels("y", y, self.num_classes)
         elif y.ndim == 2:
             if y.is_complex():
                 raise TypeError(f"y as (b, C) targets must be real, got {y.dtype}")
-            if y.shape[1] != self.num_classes:
-                raise ValueError(f"y has {y.shape[1]} columns (classes) but num_classes={self.num_classes}")
+            if self.num_classes is not None and y.shape[1] != self.num_classes:
+                raise ValueError(f"y has {y.shape[1]} columns (classes) but num_classes={self.num_classes}: when passing "
+                                 "2D labels, the number of elements in the last dimension must match num_classes "
+                                 "(or leave num_classes=None)")
             if not y.is_floating_point():
                 y = y.float()
         else:
-            raise ValueError(f"y must be (b,) integer labels or (b, C) soft, one-hot or multi-hot targets, "
-                             f"got shape {tuple(y.shape)}")
+            raise ValueError(f"y must be (b,) integer labels or (b, C) soft, one-hot or multi-hot targets "
+                             f"(labels should be index based with shape (batch_size,) or probability based with "
+                             f"shape (batch_size, num_classes)), got shape {tuple(y.shape)}")
         _checks.same_batch("y", y, batch_size)
         return y
 
@@ -596,13 +652,18 @@ class MixingTransform(nn.Module, Method):
 
         * ``t(x, y)`` → ``(x_mixed, targets)``;
         * ``t((x, y))`` → the same, packed as the input was (tuple or list);
-        * ``t({"image": x, "labels": y, ...})`` → the dict with the labels replaced by the
-          targets and every other floating image/video batch mixed with the same mixing
-          (other values pass through). The labels are found by ``labels_getter``: ``"default"``
-          (the key ``"labels"``, else ``"label"``; for tuples the second element) or a
-          callable ``sample -> labels``.
+        * ``t({"image": x, "labels": y, ...})`` or ``t((x, {"labels": y, ...}))`` → the sample
+          with the labels replaced by the targets and the images mixed; what is mixed, what
+          passes through and what is refused (bounding boxes, masks, key points, and tensors
+          under keys named like them) is :mod:`mixbook.core.samples`'s rule, torchvision's:
+          every ``tv_tensors.Image``/``Video``, else the first floating plain tensor, plus the
+          entries named in ``mix_keys``. The labels are found by ``labels_getter``:
+          ``"default"`` (torchvision's heuristic: the second item of a tuple, else the key
+          ``"labels"``, else a key containing ``"label"``) or a callable ``sample -> labels``.
 
-        torchvision ``tv_tensors.Image``/``Video`` inputs come back as the same type.
+        torchvision ``tv_tensors.Image``/``Video`` inputs come back as the same type. An odd
+        batch size is accepted (timm's ``Mixup`` asserts an even one, except in the modes that
+        pair ``k`` with ``b − 1 − k``).
 
         Args:
             x: floating batch of ``(b, d)`` features, ``(b, C, H, W)`` images or
@@ -616,45 +677,39 @@ class MixingTransform(nn.Module, Method):
                 soft ``(n, C)``, even for a batch left unmixed.
         """
         getter = getattr(self, "labels_getter", "default")
-        if len(inputs) == 2 and getter == "default":
+        if len(inputs) == 2 and getter == "default" and not isinstance(inputs[0], (tuple, list, dict)) \
+                and not isinstance(inputs[1], (tuple, list, dict)):
             x_mix, targets, _ = self._mix_batch(inputs[0], inputs[1], generator=generator)
             return x_mix, targets
         sample = inputs if len(inputs) > 1 else (inputs[0] if inputs else None)
         if not isinstance(sample, (tuple, list, dict)):
-            raise TypeError("call a mixing transform as t(x, y), t((x, y)) or t({'image': x, 'labels': y}), "
-                            f"got {len(inputs)} argument(s) of type {[type(i).__name__ for i in inputs]}")
-        if getter == "default":
-            labels = _default_labels(sample)
-        elif callable(getter):
-            labels = getter(sample)
-        else:
-            raise TypeError(f"labels_getter must be 'default' or a callable, got {type(getter).__name__}")
-        if not isinstance(labels, torch.Tensor):
-            raise TypeError(f"the labels must be a tensor, got {type(labels).__name__}")
-        items = list(sample.items()) if isinstance(sample, dict) else list(enumerate(sample))
-        images = [k for k, v in items if v is not labels and isinstance(v, torch.Tensor)]
-        for k in images:
-            _checks.not_boxes_or_masks(f"sample[{k!r}]", sample[k])
-        images = [k for k in images if sample[k].is_floating_point()]
-        if not images:
-            raise ValueError("the sample holds no floating image batch to mix besides the labels")
-        first, rest = images[0], images[1:]
-        x_mix, targets, outs = self._mix_batch(sample[first], labels, tuple(sample[k] for k in rest), generator=generator)
+            raise ValueError("call a mixing transform as t(x, y), t((x, y)), t({'image': x, 'labels': y}) or "
+                             f"t((x, {{'labels': y}})), got {len(inputs)} argument(s) of type "
+                             f"{[type(i).__name__ for i in inputs]}")
+        labels = samples.find_labels(sample, getter)
+        leaves, spec, to_mix = samples.plan(sample, labels, getattr(self, "mix_keys", ()))
+        if not any(v is labels for v in leaves):
+            raise ValueError("labels_getter returned a tensor that is not an entry of the sample: "
+                             "the targets would have no place to go")
+        first, rest = to_mix[0], to_mix[1:]
+        x_mix, targets, outs = self._mix_batch(leaves[first], labels, tuple(leaves[i] for i in rest),
+                                               generator=generator)
         replaced = {first: x_mix, **dict(zip(rest, outs))}
-        out = {k: (targets if v is labels else replaced.get(k, v)) for k, v in items}
-        if isinstance(sample, dict):
-            return out
-        return type(sample)(out[i] for i in range(len(sample)))
+        out = [targets if v is labels else replaced.get(i, v) for i, v in enumerate(leaves)]
+        return _pytree.tree_unflatten(out, spec)
 
 
 class DenseMixingTransform(MixingTransform):
     """A transform whose sampler draws a dense ``(n, b)`` mixing of the whole batch (ζ-mixup,
     MultiMix): it owns ``n``, the number of outputs per batch (``None``: the batch size ``b``; it
-    may exceed ``b``). A subclass declares its sampler and hyper-parameters (with ``"n"`` among
+    may exceed ``b``), and ``prob``, the probability that a batch is mixed (an unmixed batch is
+    the identity, so ``prob < 1`` needs ``n == b``). A subclass declares its sampler and hyper-parameters (with ``"n"`` among
     them) and validates its own weight parameter, as every :class:`MixingTransform` does."""
 
     n: int | None = None
+    prob: float = 1.0
 
-    def __init__(self, *, n: int | None = None, **options: Any) -> None:
+    def __init__(self, *, n: int | None = None, prob: float = 1.0, **options: Any) -> None:
         self.n = _checks.optional_positive_int("n", n)
+        self.prob = _checks.unit_interval("prob", prob, include_one=True)
         super().__init__(**options)

@@ -7,7 +7,14 @@ mode) or one draw per example (timm's elem mode).
 
 Pairings (``partner[k]`` = the example output ``k`` is mixed with), all vectorised:
 
-* ``"random"``: a uniform random permutation of the batch (the paper's shuffled batch);
+* ``"random"``: a uniform random permutation of the batch (the paper's shuffled batch). A
+  random permutation has one fixed point on average, whatever the batch size: about one
+  example a batch is paired with itself and left unmixed (at least one in 63% of batches,
+  ``1 − 1/e``);
+* ``"derangement"``: a random permutation with no fixed point: a uniformly random single cycle
+  through the batch (each of the ``(b − 1)!`` cycles equally likely; the partner of each
+  example is uniform over the *other* ``b − 1``, and every example is the partner of exactly one).
+  A batch of one is paired with itself;
 * ``"flip"``: ``b − 1 − k`` (timm's pairing);
 * ``"roll"``: ``k − 1 mod b`` (torchvision's ``MixUp``: ``x.roll(1, 0)``);
 * ``"same_class"`` / ``"cross_class"``: a partner drawn uniformly and independently among the
@@ -31,12 +38,12 @@ import torch
 from ..core import _checks, _random
 from ..core.benchmark import BenchEntry, Limit, Target
 from ..core.distributions import _beta
-from ..core.mixing import Mixing, MixingTransform
+from ..core.mixing import Mixing, MixingTransform, draw_applied
 from ..core.registry import MethodSpec, register
 
-__all__ = ["PAIRINGS", "pair", "nearest_partner", "sample", "MixUp"]
+__all__ = ["PAIRINGS", "pair", "derangement", "nearest_partner", "fixed_lam", "sample", "MixUp"]
 
-PAIRINGS = ("random", "flip", "roll", "same_class", "cross_class")
+PAIRINGS = ("random", "flip", "roll", "same_class", "cross_class", "derangement")
 
 
 def pair(
@@ -64,12 +71,30 @@ def pair(
         return torch.arange(b - 1, -1, -1, device=device)
     if pairing == "roll":
         return torch.arange(b, device=device).roll(1)
+    if pairing == "derangement":
+        return derangement(b, device=device, generator=generator)
     if y is None:
         raise TypeError(f"pairing={pairing!r} needs the integer labels y")
     _checks.labels("y", y)
     if y.shape[0] != b:
         raise ValueError(f"y has batch size {y.shape[0]} but batch_size={b}")
     return _class_partner(y, same=pairing == "same_class", generator=generator)
+
+
+def derangement(batch_size: int, *, device: torch.device | str | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Partner indices ``(b,)`` with no fixed point: a uniformly random ``b``-cycle.
+
+    A random order ``σ`` of the batch, each example paired with the next in that order
+    (``partner[σ_i] = σ_{i+1 mod b}``): one ``randperm`` and one scatter, on the device. For
+    ``b = 1`` the only partner is the example itself.
+    """
+    b = _checks.positive_int("batch_size", batch_size)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    order = _random.randperm(b, device=device, generator=generator)
+    partner = torch.empty_like(order)
+    partner[order] = order.roll(-1)
+    return partner
 
 
 def _class_partner(y: torch.Tensor, *, same: bool, generator: torch.Generator | None) -> torch.Tensor:
@@ -140,6 +165,8 @@ def sample(
     per_sample: bool = False,
     pairing: str = "random",
     k: int = 1,
+    prob: float = 1.0,
+    lam: float | tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
 ) -> Mixing:
     """Sample a mixup :class:`~mixbook.core.mixing.Mixing` for the batch ``x``.
@@ -151,6 +178,11 @@ def sample(
         per_sample: one λ per example instead of one per batch.
         pairing: one of :data:`PAIRINGS`, or ``"nearest"`` (:func:`nearest_partner`).
         k: the number of nearest neighbours ``pairing="nearest"`` chooses among.
+        prob: probability in ``[0, 1]`` that the batch (with ``per_sample``: each example) is
+            mixed at all (timm's ``prob``, kornia's ``p``); an unmixed one keeps λ = 1.
+        lam: ``None`` (λ ~ Beta(α, α)), a fixed λ in ``[0, 1]``, or a range ``(lo, hi)`` with
+            ``0 ≤ lo ≤ hi ≤ 1`` from which λ is drawn uniformly (kornia's ``lambda_val``);
+            ``alpha`` is then unused.
         generator: optional ``torch.Generator`` on ``x``'s device.
 
     Returns:
@@ -170,8 +202,32 @@ def sample(
     else:
         partner = pair(b, pairing, y=y if pairing in ("same_class", "cross_class") else None,
                        device=x.device, generator=generator)
-    lam = _beta(alpha, alpha, (b if per_sample else 1,), x.device, _checks.weight_dtype(x), generator)
+    k_draws = b if per_sample else 1
+    dtype = _checks.weight_dtype(x)
+    if lam is None:
+        lam = _beta(alpha, alpha, (k_draws,), x.device, dtype, generator)
+    else:
+        lam = fixed_lam(lam, k_draws, device=x.device, dtype=dtype, generator=generator)
+    if prob != 1.0:
+        applied = draw_applied(_checks.unit_interval("prob", prob, include_one=True), k_draws, x.device, generator)
+        if applied is not None:
+            lam = torch.where(applied, lam, torch.ones_like(lam))
     return Mixing._drawn(partner, lam.expand(b))
+
+
+def fixed_lam(lam: float | tuple[float, float], k: int, *, device: torch.device, dtype: torch.dtype,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(k,)`` λ from a fixed value in ``[0, 1]`` or uniform over a range ``(lo, hi)`` ⊂ ``[0, 1]``."""
+    if isinstance(lam, (tuple, list)):
+        if len(lam) != 2:
+            raise ValueError(f"lam as a range must be (lo, hi), got {lam!r}")
+        lo = _checks.unit_interval("lam[0]", lam[0], include_one=True)
+        hi = _checks.unit_interval("lam[1]", lam[1], include_one=True)
+        if lo > hi:
+            raise ValueError(f"lam=(lo, hi) needs 0 <= lo <= hi <= 1, got {lam!r}")
+        return lo + (hi - lo) * _random.rand((k,), device=device, generator=generator).to(dtype)
+    value = _checks.unit_interval("lam", lam, include_one=True)
+    return torch.full((k,), value, device=device, dtype=dtype)
 
 
 class MixUp(MixingTransform):
@@ -179,13 +235,22 @@ class MixUp(MixingTransform):
 
     Args:
         alpha: α > 0 of Beta(α, α).
-        num_classes: number of classes of the integer labels.
+        num_classes: number of classes of the integer labels; ``None`` if the labels come as
+            ``(b, C)`` one-hot or soft targets.
         per_sample: one λ per example (default: one per batch).
-        pairing: one of :data:`~mixbook.methods.mixup.PAIRINGS` (default ``"random"``).
-        smoothing: label smoothing ε in ``[0, 1)`` applied before mixing.
-        multi_label: the labels are ``(b, C)`` multi-hot targets (smoothed element by element).
+        pairing: one of :data:`~mixbook.methods.mixup.PAIRINGS` (default ``"random"``: about
+            one example a batch is paired with itself; ``"derangement"`` has no such example,
+            ``"roll"`` is torchvision's, ``"flip"`` timm's).
+        prob: probability that a batch (with ``per_sample``, an example) is mixed (timm's
+            ``prob``, kornia's ``p``).
+        lam: a fixed λ, or a range ``(lo, hi)`` to draw it from uniformly, instead of Beta(α, α).
+        smoothing: label smoothing ε in ``[0, 1)`` applied before mixing (multi-hot targets are
+            smoothed towards 1/2 per label, as timm).
+        multi_label: the labels are ``(b, C)`` multi-hot targets.
         labels_getter: ``"default"`` or a callable finding the labels in a packed sample
             (see :meth:`mixbook.MixingTransform.forward`).
+        mix_keys: entries of a packed sample to mix besides the images (see
+            :mod:`mixbook.core.samples`).
         generator: optional ``torch.Generator`` on the batches' device.
 
     Example::
@@ -196,13 +261,19 @@ class MixUp(MixingTransform):
     """
 
     sampler = staticmethod(sample)
-    hyper_parameters = ("alpha", "per_sample", "pairing")
+    hyper_parameters = ("alpha", "per_sample", "pairing", "prob", "lam")
 
-    def __init__(self, *, alpha: float = 1.0, per_sample: bool = False, pairing: str = "random", **options: Any) -> None:
+    def __init__(self, *, alpha: float = 1.0, per_sample: bool = False, pairing: str = "random", prob: float = 1.0,
+                 lam: float | tuple[float, float] | None = None, **options: Any) -> None:
         self.alpha = _checks.positive_float("alpha", alpha)
         self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
-        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, generator
+        self.prob = _checks.unit_interval("prob", prob, include_one=True)
+        if lam is not None:
+            fixed_lam(lam, 1, device=torch.device("cpu"), dtype=torch.float32)   # validates it
+            lam = tuple(lam) if isinstance(lam, (tuple, list)) else float(lam)
+        self.lam = lam
+        super().__init__(**options)   # num_classes, smoothing, multi_label, labels_getter, mix_keys, generator
 
 
 @register("mixup")

@@ -56,7 +56,7 @@ from torch import nn
 from ..core import _checks, hooks
 from ..core.benchmark import BenchEntry, Limit, Target
 from ..core.distributions import dirichlet
-from ..core.mixing import DenseMixingTransform, Mixing
+from ..core.mixing import DenseMixingTransform, Mixing, draw_applied, gate
 from ..core.losses import _one_hot, ce, clean_plus_soft_ce, soft_ce
 from ..core.registry import MethodSpec, register
 from ..core.step import Method
@@ -119,6 +119,7 @@ def sample(
     *,
     n: int | None = None,
     alpha: float = DEFAULT_ALPHA,
+    prob: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Mixing:
     """Sample a MultiMix :class:`~mixbook.core.mixing.Mixing` (dense form) for the batch ``x``.
@@ -133,6 +134,8 @@ def sample(
             (batch size, device), not used to sample.
         n: number of outputs, ``n >= 1`` (default ``b``).
         alpha: Dirichlet concentration α > 0 (default 1).
+        prob: probability in ``[0, 1]`` that the batch is mixed at all (timm's ``prob``, kornia's
+            ``p``); an unmixed batch is the identity mixing (needs ``n == b`` when ``prob < 1``).
         generator: optional ``torch.Generator`` on ``x``'s device.
 
     Returns:
@@ -141,7 +144,10 @@ def sample(
     x = _checks.batch("x", x)
     _checks.optional_companion("y", y, x)
     w = weights(x.shape[0], n=n, alpha=alpha, device=x.device, dtype=_checks.weight_dtype(x), generator=generator)
-    return Mixing(batch_size=x.shape[0], weights=w)  # weights validated alpha, n: no from_dense host checks
+    m = Mixing(batch_size=x.shape[0], weights=w)  # weights validated alpha, n: no from_dense host checks
+    if prob != 1.0:
+        m = gate(m, draw_applied(_checks.unit_interval("prob", prob, include_one=True), 1, x.device, generator))
+    return m
 
 
 class MultiMix(DenseMixingTransform):
@@ -163,7 +169,7 @@ class MultiMix(DenseMixingTransform):
     """
 
     sampler = staticmethod(sample)
-    hyper_parameters = ("alpha", "n")
+    hyper_parameters = ("alpha", "n", "prob")
 
     def __init__(self, *, alpha: float = DEFAULT_ALPHA, n: int | None = None, **options: Any) -> None:
         self.alpha = _checks.positive_float("alpha", alpha)

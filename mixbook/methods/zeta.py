@@ -52,7 +52,7 @@ import torch
 
 from ..core import _checks, _random
 from ..core.benchmark import BenchEntry, Limit, Target
-from ..core.mixing import DenseMixingTransform, Mixing
+from ..core.mixing import DenseMixingTransform, Mixing, draw_applied, gate
 from ..core.registry import MethodSpec, register
 
 __all__ = ["pseries", "weights", "sample", "ZetaMixup", "dominance_sum", "dominance_threshold",
@@ -188,6 +188,7 @@ def sample(
     gamma: float = DEFAULT_GAMMA,
     n: int | None = None,
     dominant: torch.Tensor | None = None,
+    prob: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Mixing:
     """Sample a ζ-mixup :class:`~mixbook.core.mixing.Mixing` (dense form) for the batch ``x``.
@@ -204,6 +205,8 @@ def sample(
             makes one example dominate every output for any batch size.
         n: number of outputs (default ``b``, or ``len(dominant)``).
         dominant: optional ``(n,)`` integer indices in ``[0, b)`` on ``x``'s device.
+        prob: probability in ``[0, 1]`` that the batch is mixed at all (timm's ``prob``, kornia's
+            ``p``); an unmixed batch is the identity mixing (needs ``n == b`` when ``prob < 1``).
         generator: optional ``torch.Generator`` on ``x``'s device.
 
     Returns:
@@ -213,7 +216,10 @@ def sample(
     _checks.optional_companion("y", y, x)
     b, dtype = x.shape[0], _checks.weight_dtype(x)
     w = weights(b, gamma=gamma, n=n, dominant=dominant, device=x.device, dtype=dtype, generator=generator)
-    return Mixing(batch_size=b, weights=w)  # weights validated gamma, n, dominant: no from_dense host checks
+    m = Mixing(batch_size=b, weights=w)  # weights validated gamma, n, dominant: no from_dense host checks
+    if prob != 1.0:
+        m = gate(m, draw_applied(_checks.unit_interval("prob", prob, include_one=True), 1, x.device, generator))
+    return m
 
 
 class ZetaMixup(DenseMixingTransform):
@@ -236,7 +242,7 @@ class ZetaMixup(DenseMixingTransform):
     """
 
     sampler = staticmethod(sample)
-    hyper_parameters = ("gamma", "n")
+    hyper_parameters = ("gamma", "n", "prob")
 
     def __init__(self, *, gamma: float = DEFAULT_GAMMA, n: int | None = None, **options: Any) -> None:
         self.gamma = _checks.positive_float("gamma", gamma)
