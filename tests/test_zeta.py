@@ -415,8 +415,8 @@ def test_zeta_mixup_bad_arguments():
         ZetaMixup(num_classes=0)
     with pytest.raises(TypeError, match="num_classes"):
         ZetaMixup(num_classes=True)
-    with pytest.raises(TypeError, match="num_classes"):
-        ZetaMixup()
+    with pytest.raises(ValueError, match="num_classes must be passed"):
+        ZetaMixup()(torch.rand(4, 3), torch.tensor([0, 1, 2, 1]))      # integer labels need num_classes
     with pytest.raises(ValueError, match=r"\bn\b"):
         ZetaMixup(num_classes=3, n=0)
     with pytest.raises(ValueError, match="smoothing"):
