@@ -361,6 +361,7 @@ def test_readme_workers_switch_and_compiled_step_example_runs():
     restored = mixbook.MixUp(alpha=0.4, num_classes=10)
     restored.load_state_dict(namespace["checkpoint"]["mix"])
     assert torch.equal(restored.generator.get_state(), namespace["mix"].generator.get_state())
+    assert namespace["checkpoint"]["collate"]["epoch"] == 0                 # the resume recipe's epoch
 
 
 def test_every_transform_takes_multi_label_and_labels_getter_keywords():

@@ -86,13 +86,19 @@ def test_migration_page_uses_only_keywords_the_mixbook_classes_take():
     assert checked >= 8, checked
 
 
-def test_migration_page_states_what_mixbook_lacks():
+def test_migration_page_lists_the_deliberate_differences_and_maps_every_timm_keyword():
     text = MIGRATION.read_text()
-    for lacking in ("cutmix_minmax", "mixup_enabled", '"half"'):
-        row = next((line for line in text.splitlines() if line.startswith("|") and lacking in line.split("|")[1]), None)
-        assert row is not None and "| none |" in row, f"no row saying mixbook lacks {lacking}"
-    assert "cutmix_minmax" not in str(inspect.signature(mixbook.MixUpCutMix))
-    assert "half" not in mixbook.methods.cutmix.MODES
+    section = text.split("## What differs on purpose", 1)[1].split("\n## ", 1)[0]
+    items = re.findall(r"^(\d+)\. \*\*", section, re.M)
+    assert items == [str(i) for i in range(1, len(items) + 1)] and 1 <= len(items) <= 10, items
+    timm_table = text.split("## timm `Mixup`", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in timm_table.splitlines() if line.startswith("| `")]
+    timm_mixup = pytest.importorskip("timm.data.mixup", reason="timm is not installed here")
+    for keyword in inspect.signature(timm_mixup.Mixup).parameters:
+        assert any(f"`{keyword}=" in row for row in rows), f"no row for timm's {keyword}"
+        assert keyword in inspect.signature(mixbook.MixUpCutMix).parameters or keyword in _accepted(mixbook.MixUpCutMix)
+    assert "| none |" not in text                       # nothing of timm's or torchvision's is left unmapped
+    assert mixbook.methods.cutmix.MODES == ("batch", "pair", "elem", "half")
 
 
 # ---------------------------------------------------------------------- equivalences, numerically

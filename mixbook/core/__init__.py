@@ -7,9 +7,12 @@ Dirichlet on the device), ``mixbook.core._random`` (generator draws that survive
 function at a layer), :mod:`~mixbook.core.step` (the training step and the one training-method
 base), :mod:`~mixbook.core.registry` (the method specs, declared by the method modules),
 :mod:`~mixbook.core.benchmark` (what a method declares about its speed, read by :mod:`mixbook.bench`),
-``mixbook.core._checks`` (argument checks) and :mod:`~mixbook.core.runtime` (seeds, devices).
+``mixbook.core._checks`` (argument checks), :mod:`~mixbook.core.samples` (where a transform finds the
+labels and the batches to mix in a packed sample, and what it refuses) and :mod:`~mixbook.core.runtime`
+(seeds, devices).
 """
 
-from . import _checks, _random, benchmark, distributions, fused, hooks, losses, mixing, registry, runtime, step
+from . import _checks, _random, benchmark, distributions, fused, hooks, losses, mixing, registry, runtime, samples, step
 
-__all__ = ["_checks", "_random", "benchmark", "distributions", "fused", "hooks", "losses", "mixing", "registry", "runtime", "step"]
+__all__ = ["_checks", "_random", "benchmark", "distributions", "fused", "hooks", "losses", "mixing", "registry", "runtime", "samples",
+           "step"]

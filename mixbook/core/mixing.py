@@ -438,8 +438,11 @@ class MixingTransform(nn.Module, Method):
     ``generator``, or torch's global seed, at the start of every epoch's iterator, plus the
     worker id): different across workers and epochs, reproducible for the same DataLoader
     seeding (see ``mixbook.core._random.worker_generator``). With ``persistent_workers`` the
-    worker keeps its stream across epochs. Without a generator, draws come from torch's global
-    RNG, which the DataLoader already seeds per worker. The main process is unaffected.
+    worker keeps its stream across epochs; :meth:`mixbook.MixCollate.set_epoch` makes every
+    epoch's draws a function of (generator state, epoch, worker id) instead, so that a resumed run
+    reproduces them. Without a generator, draws come from torch's global RNG, which the
+    DataLoader already seeds per worker. The main process is unaffected. The generator is pickled
+    as its state in bytes, so the transform reaches ``spawn`` and ``forkserver`` workers.
 
     **Ranks.** Inside an initialised ``torch.distributed`` process group every rank holds the
     same seeded generator, so the transform draws from a stream derived from the generator's
