@@ -411,7 +411,7 @@ class CutMix(_BoxTransform):
         correct_lam: targets weighted by the area actually pasted (default, as torchvision).
         pairing: partners (:data:`mixbook.methods.mixup.PAIRINGS`); default ``"random"``, ``"flip"``
             for ``mode="pair"``/``"half"``; ``"roll"`` is torchvision's.
-        box: ``"torchvision"`` (default) or ``"timm"`` box sides (:func:`box`).
+        box: ``"torchvision"`` (default) or ``"timm"`` box sides (:func:`~mixbook.methods.cutmix.box`).
         lam: a fixed λ, or a range ``(lo, hi)`` to draw it from uniformly, instead of Beta(α, α).
         smoothing, multi_label, labels_getter, mix_keys, generator: as :class:`mixbook.MixUp`.
 

@@ -19,7 +19,7 @@ with the ``(b, C)`` soft targets, in the structure of the samples (a tuple ``(im
 stream (see :class:`mixbook.core.mixing.MixingTransform`), derived from the DataLoader's own
 seeding, which changes every epoch unless the workers are persistent. With ``persistent_workers=True``,
 or to make a resumed run draw exactly what the interrupted one would have, call
-:meth:`MixCollate.set_epoch` before each epoch (as with ``DistributedSampler``): the draws of an
+:meth:`mixbook.MixCollate.set_epoch` before each epoch (as with ``DistributedSampler``): the draws of an
 epoch then come from a stream that is a function of the transform's generator state, the epoch
 and the worker id only, in the workers or (``num_workers=0``) in the main process. The epoch
 reaches persistent workers through shared memory, with the ``fork``, ``spawn`` and ``forkserver``
