@@ -48,24 +48,32 @@ def test_dirty_flag_follows_the_package_not_the_results(tmp_path):
         extra.unlink()
 
 
-def test_numpy_values_are_stored_as_numbers_and_nan_as_null(tmp_path):
+def test_numpy_values_are_stored_as_numbers_and_a_missing_value_as_null(tmp_path):
     rows = [{"method": "ERM", "accuracy": np.float32(0.5), "seed": np.int64(3)}]
     path = results.save(tmp_path / "ok.json", rows, {"epochs": np.int64(2), "lrs": [np.float64(0.1)]})
     record = json.loads(path.read_text())
     assert record["rows"] == [{"method": "ERM", "accuracy": 0.5, "seed": 3}]
     assert record["parameters"] == {"epochs": 2, "lrs": [0.1]} and isinstance(record["parameters"]["epochs"], int)
-    path = results.save(tmp_path / "nan.json", [{"nll": float("nan"), "loss": np.float64("inf"), "acc": 0.1}], {})
-    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    path = results.save(tmp_path / "nan.json", [{"nll": float("nan"), "acc": 0.1}], {})
+    assert "NaN" not in path.read_text()
     back = results.load(tmp_path, "nan.json")
-    assert back["nll"].isna().all() and back["loss"].isna().all() and list(back["acc"]) == [0.1]
+    assert back["nll"].isna().all() and list(back["acc"]) == [0.1]
+    with pytest.raises(ValueError, match=r"rows\[0\]\.loss is inf"):
+        results.save(tmp_path / "inf.json", [{"loss": np.float64("inf")}], {})
+    with pytest.raises(ValueError, match=r"parameters\.weight_decay is inf"):
+        results.save(tmp_path / "inf.json", [], {"weight_decay": float("inf")})
+    with pytest.raises(ValueError, match=r"parameters\.lr is nan"):
+        results.save(tmp_path / "inf.json", [], {"lr": float("nan")})
+    assert not (tmp_path / "inf.json").exists()
     with pytest.raises(TypeError, match=r"parameters\.model must be"):
         results.save(tmp_path / "obj.json", [], {"model": object()})
     assert not (tmp_path / "obj.json").exists()
 
 
-def test_load_of_nothing_is_empty(tmp_path):
-    assert results.load(tmp_path / "missing").empty
+def test_load_of_an_empty_folder_is_empty_and_of_a_missing_one_an_error(tmp_path):
     assert results.load(tmp_path).empty
+    with pytest.raises(FileNotFoundError, match="no results folder"):
+        results.load(tmp_path / "missing")
 
 
 def test_bad_input(tmp_path):
@@ -158,3 +166,80 @@ def test_a_copy_that_is_its_own_repository_records_its_head(tmp_path, no_commit_
     prov = copy.provenance()
     assert prov["git_commit"] == head and prov["git_commit_source"] == "env" and prov["git_dirty"] is True
 
+
+
+# ---------------------------------------------------------------------- issue 31: atomic, checked files
+def test_a_save_that_dies_before_the_rename_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = results.save(tmp_path / "r.json", [{"method": "ERM", "accuracy": 0.9}], {})
+    before = path.read_text()
+
+    def killed(fd):
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(results.os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        results.save(path, [{"method": "ERM", "accuracy": 0.1}], {})
+    assert path.read_text() == before                                  # the good result survives
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]          # and no temporary file is left
+
+
+def _save_many(path, value, count):
+    for _ in range(count):
+        results.save(path, [{"method": f"m{value}", "accuracy": value / 10}], {"writer": value})
+
+
+def test_concurrent_saves_and_reads_never_see_a_partial_file(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "shared.json"
+    results.save(path, [{"method": "m0", "accuracy": 0.0}], {})
+    ctx = mp.get_context("fork")
+    writers = [ctx.Process(target=_save_many, args=(path, v, 150)) for v in (1, 2)]
+    for w in writers:
+        w.start()
+    reads = 0
+    while any(w.is_alive() for w in writers) or reads < 50:
+        frame = results.load(tmp_path, "shared.json")                  # every read parses
+        assert len(frame) == 1 and frame.method[0] in ("m0", "m1", "m2")
+        reads += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    assert reads >= 50 and not list(tmp_path.glob(".shared.json.*"))
+
+
+def test_load_checks_every_file_and_names_it(tmp_path):
+    good = results.save(tmp_path / "good.json", [{"method": "ERM", "seed": 0, "accuracy": 0.5}], {})
+    cases = {
+        "truncated.json": good.read_text()[:40],
+        "schema.json": json.dumps({"provenance": {}, "rows": {"a": 1}}),
+        "nan.json": good.read_text().replace("0.5", "NaN"),
+        "percent.json": good.read_text().replace("0.5", "57.0"),
+        "nested.json": good.read_text().replace("0.5", "[0.5]"),
+    }
+    messages = {"truncated.json": "not a readable mixbook result file", "schema.json": "'rows' list",
+                "nan.json": "NaN", "percent.json": r"'accuracy'\] = 57.0 is outside \[0.0, 1.0\]",
+                "nested.json": "must be a number"}
+    for name, text in cases.items():
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_text(text)
+        with pytest.raises(ValueError, match=messages[name]) as err:
+            results.load(folder)
+        assert name in str(err.value)
+
+
+def test_unique_keys_are_normalised(tmp_path):
+    results.save(tmp_path / "a.json", [{"dataset": "c10", "method": "ERM", "seed": 0, "accuracy": 0.5}], {})
+    results.save(tmp_path / "b.json", [{"dataset": "c10", "method": "ERM ", "seed": "0", "accuracy": 0.6}], {})
+    with pytest.raises(ValueError, match=r"recorded more than once .*\('c10', 'ERM', 0\): \['a.json', 'b.json'\]"):
+        results.load(tmp_path, unique=("dataset", "method", "seed"))
+    (tmp_path / "b.json").unlink()
+    results.save(tmp_path / "b.json", [{"dataset": "c10", "method": "ERM ", "seed": "1", "accuracy": 0.6}], {})
+    frame = results.load(tmp_path, unique=("dataset", "method", "seed"))
+    assert sorted(frame.seed) == [0, 1] and set(frame.method) == {"ERM"}
+
+
+def test_the_committed_results_pass_the_checks():
+    frame = results.load(Path(results.__file__).resolve().parents[2] / "book" / "results")
+    assert len(frame) > 0

@@ -137,22 +137,53 @@ def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     }
 
 
-def _plain(value: Any, key: str) -> Any:
-    """JSON-safe copy of ``value``: NumPy scalars become Python numbers, NaN/±inf become ``None``
-    (JSON has neither; pandas reads ``null`` back as NaN); other objects are refused."""
+def _plain(value: Any, key: str, *, missing_nan: bool = False) -> Any:
+    """JSON-safe copy of ``value``: NumPy scalars become Python numbers; ±inf is refused, and NaN too
+    unless ``missing_nan`` (the rows of a table, where NaN is pandas' marker of a value not
+    measured, stored as ``null``); other objects are refused."""
     import numpy as np
 
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{key}.{k}") for k, v in value.items()}
+        return {str(k): _plain(v, f"{key}.{k}", missing_nan=missing_nan) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_plain(v, f"{key}[{i}]", missing_nan=missing_nan) for i, v in enumerate(value)]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        return None  # a diverged run's loss must not cost the whole table
+        if missing_nan and math.isnan(value):
+            return None
+        raise ValueError(f"{key} is {value}: a result file holds finite numbers only (a parameter must be "
+                         "finite; a diverged run is an error, not a result)")
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"{key} must be a number, string, bool, None, list or dict, got {type(value).__name__}")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, flushed, fsynced and
+    ``os.replace``d: a reader (or a crash) sees the old file or the new one, never a part."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:                                          # the rename itself, durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
@@ -160,10 +191,15 @@ def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
     """Write ``rows`` (a pandas DataFrame or a list of dicts) with :func:`provenance` to ``path`` (JSON).
 
     Returns the path written. Parent directories are created. Values must be numbers, strings,
-    bools, ``None``, lists or dicts: NumPy scalars are converted, NaN and ±infinity (a diverged
-    run's loss) are stored as ``null`` since JSON has neither, and anything else is refused
-    with a ``TypeError`` naming the entry (nothing is written then). A DataFrame is stored as
-    its records.
+    bools, ``None`` (a value not measured), lists or dicts: NumPy scalars are converted; in the
+    rows NaN (a table's missing value) is stored as ``null``; ±infinity anywhere, and NaN in the
+    parameters, are a ``ValueError``, anything else a ``TypeError``, each naming the entry (nothing
+    is written then). A DataFrame is stored as its records.
+
+    The write is atomic: a temporary file in the same folder, fsynced, then ``os.replace``d over
+    ``path``; a process killed while saving leaves the previous file whole, and concurrent readers
+    never see a partial one. Two processes saving to one path still replace each other's file
+    (the last wins): give each part of a run its own file, as :mod:`mixbook.chapters.cifar_grid` does.
     """
     if hasattr(rows, "to_dict"):
         rows = rows.to_dict(orient="records")
@@ -172,12 +208,66 @@ def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
     if not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a mapping, got {type(parameters).__name__}")
     record = {"provenance": provenance(device), "parameters": _plain(dict(parameters), "parameters"),
-              "rows": _plain(rows, "rows")}
+              "rows": _plain(rows, "rows", missing_nan=True)}
     text = json.dumps(record, indent=1, allow_nan=False) + "\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    _atomic_write(path, text)
     return path
+
+
+RANGES: dict[str, tuple[float, float]] = {
+    **{name: (0.0, 1.0) for name in ("accuracy", "val_accuracy", "ece", "val_ece", "noisy_fitted", "noisy_clean",
+                                     "accuracy (last)", "noisy_fitted (last)", "ece_ts")},
+    **{name: (-1.0, 1.0) for name in ("overconfidence", "val_overconfidence")},
+    **{name: (0.0, math.inf) for name in ("nll", "val_nll", "train_loss", "seconds_per_epoch")},
+}
+"""Columns whose values :func:`load` checks when present: a finite number in the range (or ``None``, not measured)."""
+
+
+def _bad_constant(token: str) -> float:
+    raise ValueError(f"{token} (JSON has no such number; mixbook never writes one)")
+
+
+def _read(f: Path) -> dict[str, Any]:
+    """One result file, checked: JSON, the schema, the value types and the ranges of :data:`RANGES`."""
+    try:
+        record = json.loads(f.read_text(), parse_constant=_bad_constant)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{f}: not a readable mixbook result file ({err})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("provenance"), dict) \
+            or not isinstance(record.get("rows"), list):
+        raise ValueError(f"{f} is not a mixbook result file: it needs a 'provenance' object and a 'rows' list")
+    if "parameters" in record and not isinstance(record["parameters"], dict):
+        raise ValueError(f"{f}: 'parameters' must be an object")
+    for i, row in enumerate(record["rows"]):
+        if not isinstance(row, dict):
+            raise ValueError(f"{f}: rows[{i}] must be an object, got {type(row).__name__}")
+        for key, value in row.items():
+            if not (value is None or isinstance(value, (bool, int, float, str))):
+                raise ValueError(f"{f}: rows[{i}][{key!r}] must be a number, string, bool or null, "
+                                 f"got {type(value).__name__}")
+            bounds = RANGES.get(key)
+            if bounds is None or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounds[0] <= value <= bounds[1]:
+                raise ValueError(f"{f}: rows[{i}][{key!r}] = {value!r} is outside [{bounds[0]}, {bounds[1]}] "
+                                 f"(a fraction, not a percentage, for accuracies)")
+    return record
+
+
+def _key(value: Any) -> Any:
+    """A value of a ``unique`` column, normalised: stripped strings, integral numbers (and strings of
+    them) as ``int``, so that ``0``, ``0.0`` and ``"0"`` are one key and ``"ERM "`` is ``"ERM"``."""
+    if isinstance(value, str):
+        value = value.strip()
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def load(directory: str | os.PathLike, pattern: str = "*.json", *, unique: Sequence[str] | None = None) -> Any:
@@ -185,15 +275,26 @@ def load(directory: str | os.PathLike, pattern: str = "*.json", *, unique: Seque
 
     Each row carries its file's provenance next to the saved columns: ``device`` (the device's
     name), ``date_utc``, ``commit`` (10 characters, with ``+dirty`` when the checkout had
-    uncommitted changes) and ``file``. An empty or missing directory gives an empty DataFrame.
+    uncommitted changes) and ``file``. An existing directory without matching files gives an empty
+    DataFrame; a missing one is a ``FileNotFoundError``.
+
+    Every file is checked, and every error names it: readable JSON; a ``provenance`` object, a
+    ``rows`` list of objects (and ``parameters`` an object); values that are numbers, strings,
+    bools or null (NaN and infinity are refused); the columns of :data:`RANGES` within their range
+    (an accuracy of 57.0 is a percentage, refused).
 
     ``unique``: columns that identify a row across files, e.g. ``("dataset", "method", "seed")``
-    for the parts of a grid run on several machines (:mod:`mixbook.chapters.cifar_grid`); a key found in
-    more than one row is a ``ValueError`` naming it and its files, so a part run twice is not
-    averaged in silently.
+    for the parts of a grid run on several machines (:mod:`mixbook.chapters.cifar_grid`). Their values
+    are normalised (:func:`_key`: ``0`` and ``"0"`` are one seed, ``"ERM "`` is ``"ERM"``), and a key
+    found in more than one row is a ``ValueError`` naming it and its files, so a part run twice is
+    not averaged in silently.
     """
     import pandas as pd
 
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no results folder {folder} (resolved: {folder.resolve()}); a full-scale run "
+                                "writes there, see the chapter's 'Full scale' section")
     if unique is not None:
         if isinstance(unique, str) or not all(isinstance(c, str) for c in unique) or not unique:
             raise TypeError(f"unique must be a non-empty sequence of column names, got {unique!r}")
@@ -203,6 +304,8 @@ def load(directory: str | os.PathLike, pattern: str = "*.json", *, unique: Seque
         missing = [c for c in unique if c not in frame.columns]
         if missing:
             raise ValueError(f"unique names columns {missing} that the files in {directory} do not have")
+        for column in unique:
+            frame[column] = frame[column].map(_key)
         twice = frame[frame.duplicated(list(unique), keep=False)]
         if not twice.empty:
             shown = "; ".join(f"{key}: {sorted(group.file)}" for key, group in twice.groupby(list(unique), sort=True))
@@ -210,13 +313,11 @@ def load(directory: str | os.PathLike, pattern: str = "*.json", *, unique: Seque
         return frame
 
     frames = []
-    for f in sorted(Path(directory).glob(pattern)):
-        record = json.loads(f.read_text())
-        if not isinstance(record, dict) or "rows" not in record or "provenance" not in record:
-            raise ValueError(f"{f} is not a mixbook result file (needs 'provenance' and 'rows')")
+    for f in sorted(folder.glob(pattern)):
+        record = _read(f)
         prov = record["provenance"]
         frame = pd.DataFrame(record["rows"])
-        commit = (prov.get("git_commit") or "")[:10] + ("+dirty" if prov.get("git_dirty") else "")
+        commit = str(prov.get("git_commit") or "")[:10] + ("+dirty" if prov.get("git_dirty") else "")
         frames.append(frame.assign(device=prov.get("device_name"), date_utc=prov.get("date_utc"),
                                    commit=commit, file=f.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
