@@ -15,9 +15,10 @@ out-of-range parameter fails at once with its name, before any training::
 
 from __future__ import annotations
 
+import math
+import os
 import types
 import typing
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +153,11 @@ def check_parameters(namespace: Mapping[str, Any], /, **spec: Any) -> dict[str, 
                 f"parameter {name!r} must be of type {_type_name(kind)}, "
                 f"got {value!r} ({type(value).__name__})"
             )
+        values = value if isinstance(value, (list, tuple)) else [value]
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"parameter {name!r} must be finite, got {value!r}: NaN and infinity are refused "
+                             "wherever a number is meant")
         if param is None:
             continue
         if typing.get_origin(kind) is list:

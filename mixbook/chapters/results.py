@@ -159,33 +159,6 @@ def _plain(value: Any, key: str, *, missing_nan: bool = False) -> Any:
     raise TypeError(f"{key} must be a number, string, bool, None, list or dict, got {type(value).__name__}")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, flushed, fsynced and
-    ``os.replace``d: a reader (or a crash) sees the old file or the new one, never a part."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:                                          # the rename itself, durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
          device: torch.device | str = "cpu") -> Path:
     """Write ``rows`` (a pandas DataFrame or a list of dicts) with :func:`provenance` to ``path`` (JSON).
@@ -212,7 +185,9 @@ def save(path: str | os.PathLike, rows: Any, parameters: Mapping[str, Any],
     text = json.dumps(record, indent=1, allow_nan=False) + "\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, text)
+    from ..core.files import atomic_write   # here: tests load this module alone, for its provenance
+
+    atomic_write(path, lambda fh: fh.write(text.encode()))
     return path
 
 

@@ -10,7 +10,9 @@ hot path must not make. They therefore follow :func:`set_value_checks`:
 
 * ``"auto"`` (default): check values of CPU tensors, skip them on other devices (on CUDA an
   out-of-range label still fails loudly, through the device-side assert of ``scatter_``);
-* ``"always"``: check everywhere (use while debugging a GPU pipeline);
+* ``"always"``: check everywhere (use while debugging a GPU pipeline), and also check that the
+  *inputs* a mixing is applied to are finite (:func:`finite_inputs`: a full pass over the batch,
+  which ``"auto"`` does not pay for);
 * ``"never"``: skip value checks everywhere.
 """
 
@@ -64,6 +66,60 @@ def check_values(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
+def finite_inputs(name: str, x: torch.Tensor, dense: bool = False) -> None:
+    """Under ``set_value_checks("always")``, refuse a floating ``x`` holding NaN or ±inf, saying how
+    many entries of how many examples, and (``dense``) that a dense mixing spreads one bad example to
+    every output. Skipped in the other modes and while ``torch.compile`` traces."""
+    if _value_checks != "always" or torch.compiler.is_compiling() or not x.is_floating_point():
+        return
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        rows = int(bad.reshape(x.shape[0], -1).any(1).sum()) if x.ndim else 1
+        spread = (" A dense mixing (ζ-mixup, MultiMix) combines every example into every output, so one bad "
+                  "example makes the whole mixed batch non-finite." if dense else "")
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite value(s) in {rows} of its {x.shape[0]} "
+                         f"examples.{spread}")
+
+
+MEMORY_FRACTION = 0.5
+"""The largest share of a device's memory one mixing allocation may ask for (:func:`allocation`)."""
+
+_UNCHECKED_BYTES = 1 << 28   # allocations below 256 MiB are never measured (the hot path pays a multiply)
+
+
+def _device_memory(device: torch.device) -> int | None:
+    """Total memory of ``device`` in bytes (CUDA: the GPU's; CPU: the machine's RAM), or ``None``."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "cpu":
+        try:
+            import os
+
+            return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        except (AttributeError, ValueError, OSError):
+            return None
+    return None
+
+
+def allocation(what: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str,
+               copies: int = 1) -> None:
+    """Refuse a mixing allocation of ``copies`` tensors of ``shape`` and ``dtype`` larger than
+    :data:`MEMORY_FRACTION` of ``device``'s memory, with a ``ValueError`` naming the sizes, before it
+    is asked for (a dense mixing's ``(n, b)`` weights grow as ``n·b``, Dense MultiMix's as ``r·n·b``)."""
+    count = copies
+    for s in shape:
+        count *= int(s)
+    nbytes = count * (torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 8)
+    if nbytes < _UNCHECKED_BYTES:
+        return
+    device = torch.device(device)
+    total = _device_memory(device)
+    if total is not None and nbytes > MEMORY_FRACTION * total:
+        raise ValueError(f"{what} of shape {tuple(int(s) for s in shape)} ({copies} cop{'y' if copies == 1 else 'ies'}, "
+                         f"{dtype}) needs {nbytes / 2**30:.1f} GiB, more than {MEMORY_FRACTION:.0%} of the "
+                         f"{total / 2**30:.1f} GiB of {device}; use a smaller n or batch")
+
+
 _PLAIN_REALS = (float, int)   # exact types: checked without the (slow) numbers.Real ABC lookup
 
 
@@ -91,6 +147,22 @@ def non_negative_float(name: str, value: object) -> float:
     value = float(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+CONCENTRATION_RANGE = (1e-30, 1e30)
+"""The Beta/Dirichlet concentrations mixbook draws from: float32 holds them and every draw's
+logarithm (``log U / α`` stays finite for ``α ≥ 1e-30``; ``Beta(α, α)`` for ``α = 1e-30`` is already
+Bernoulli(½) to float32 precision, and for ``α = 1e30`` a point mass at ½)."""
+
+
+def concentration(name: str, value: object) -> float:
+    """A Beta/Dirichlet concentration: a real number in :data:`CONCENTRATION_RANGE` (NumPy scalars accepted)."""
+    value = positive_float(name, value)
+    lo, hi = CONCENTRATION_RANGE
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}] (the concentrations a float32 Beta/Dirichlet draw "
+                         f"can represent), got {value!r}")
     return value
 
 

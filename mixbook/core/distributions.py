@@ -95,8 +95,8 @@ def beta(a: float, b: float, shape: tuple[int, ...] | torch.Size, *, device: tor
     softmax and a view), with α < 1 nine; the concentrations are filled on the device, not
     copied from the host (``torch.tensor([a, b], device=...)`` would be a blocking copy on CUDA).
     """
-    a = _checks.positive_float("a", a)
-    b = _checks.positive_float("b", b)
+    a = _checks.concentration("a", a)
+    b = _checks.concentration("b", b)
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
     return _beta(a, b, tuple(shape), device, dtype, generator)
@@ -166,7 +166,7 @@ def dirichlet(
     same distribution, another stream). Off the CPU (CUDA) and for α ≥ 1, one Gamma (or
     exponential) draw an entry divided by its row sum: fewer kernels, the same distribution.
     """
-    alpha = _checks.positive_float("alpha", alpha)
+    alpha = _checks.concentration("alpha", alpha)
     device = torch.device(device) if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
     work = _work_dtype(dtype)

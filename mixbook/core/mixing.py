@@ -57,7 +57,9 @@ def mix_pairwise(h: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> t
 
 
 def mix_dense(h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``W @ h`` over the first dimension: ``(n, b)`` weights, ``(b, *)`` ``h`` -> ``(n, *)`` in ``h``'s dtype."""
+    """``W @ h`` over the first dimension: ``(n, b)`` weights, ``(b, *)`` ``h`` -> ``(n, *)`` in ``h``'s dtype.
+    An output larger than :data:`mixbook.core._checks.MEMORY_FRACTION` of the device's memory is refused."""
+    _checks.allocation("the dense mixing's output (n, *features)", (weights.shape[0], *h.shape[1:]), h.dtype, h.device)
     w = weights if weights.dtype == h.dtype else weights.to(h.dtype)
     return (w @ h.reshape(weights.shape[1], -1)).reshape(weights.shape[0], *h.shape[1:])
 
@@ -285,6 +287,7 @@ class Mixing:
         _checks.not_boxes_or_masks("x", x)
         x = _checks.batch("x", x)
         self._check_batch("x", x)
+        _checks.finite_inputs("x", x, dense=self.weights is not None)
         if self.partner_size is None:
             if partners is not None:
                 raise ValueError("partners was given but this mixing pairs examples within the batch")
@@ -628,6 +631,7 @@ class MixingTransform(nn.Module, Method):
     def _mix_batch(self, x: object, y: object, extra: tuple[torch.Tensor, ...] = (),
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         x = _checks.image_batch("x", x)
+        _checks.finite_inputs("x", x, dense=isinstance(self, DenseMixingTransform))
         y = self._labels(y, x.shape[0])
         m = self.sample(x, self._sampler_labels(y), generator=generator)
         outs = []

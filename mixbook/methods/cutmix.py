@@ -330,7 +330,7 @@ def sample(
         lam: a fixed λ, or a range ``(lo, hi)`` to draw it from uniformly, instead of Beta(α, α).
         generator: optional ``torch.Generator`` on ``x``'s device.
     """
-    alpha = _checks.positive_float("alpha", alpha)
+    alpha = _checks.concentration("alpha", alpha)
     return _sample(x, y, mixup_alpha=None, cutmix_alpha=alpha, switch_prob=1.0, prob=prob, mode=mode,
                    correct_lam=correct_lam, pairing=pairing, generator=generator, box_rule=box, lam=lam)
 
@@ -343,7 +343,7 @@ _BOX_OPTIONS = {k: p.default for k, p in inspect.signature(sample).parameters.it
 def _alpha_or_off(name: str, value: object) -> float | None:
     """timm's alphas: > 0 turns the component on, 0 off."""
     value = _checks.non_negative_float(name, value)
-    return value if value > 0 else None
+    return _checks.concentration(name, value) if value > 0 else None
 
 
 def sample_switch(
@@ -423,7 +423,7 @@ class CutMix(_BoxTransform):
     hyper_parameters = ("alpha", "prob", "mode", "correct_lam", "pairing", "box", "lam")
 
     def __init__(self, *, alpha: float = 1.0, lam: float | tuple[float, float] | None = None, **options: Any) -> None:
-        self.alpha = _checks.positive_float("alpha", alpha)
+        self.alpha = _checks.concentration("alpha", alpha)
         if lam is not None:
             fixed_lam(lam, 1, device=torch.device("cpu"), dtype=torch.float32)   # validates it
             lam = tuple(lam) if isinstance(lam, (tuple, list)) else float(lam)
@@ -479,8 +479,8 @@ class MixUpCutMix(_BoxTransform):
     def __init__(self, *, mixup_alpha: float = 1.0, cutmix_alpha: float = 1.0,
                  cutmix_minmax: tuple[float, float] | None = None, switch_prob: float = 0.5,
                  label_smoothing: float | None = None, mixup_enabled: bool = True, **options: Any) -> None:
-        self.mixup_alpha = _checks.non_negative_float("mixup_alpha", mixup_alpha)
-        cutmix_alpha = _checks.non_negative_float("cutmix_alpha", cutmix_alpha)
+        self.mixup_alpha = _alpha_or_off("mixup_alpha", mixup_alpha) or 0.0
+        cutmix_alpha = _alpha_or_off("cutmix_alpha", cutmix_alpha) or 0.0
         self.cutmix_minmax = _minmax(cutmix_minmax)
         self.cutmix_alpha = 1.0 if self.cutmix_minmax is not None else cutmix_alpha
         if self.mixup_alpha == 0 and self.cutmix_alpha == 0:

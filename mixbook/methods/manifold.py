@@ -125,7 +125,7 @@ class ManifoldMixup:
         for name in self.layers:
             check_not_compiled(model, name)
         self._modules = {name: submodule(model, name) for name in self.layers if name != INPUT}
-        self.alpha = _checks.positive_float("alpha", alpha)
+        self.alpha = _checks.concentration("alpha", alpha)
         self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, mixup.PAIRINGS)
         if generator is not None and not isinstance(generator, torch.Generator):

@@ -190,7 +190,7 @@ def sample(
         float32) and ``partner`` ``(b,)``.
     """
     x = _checks.non_empty("x", x)
-    alpha = _checks.positive_float("alpha", alpha)
+    alpha = _checks.concentration("alpha", alpha)
     per_sample = _checks.boolean("per_sample", per_sample)
     b = x.shape[0]
     _checks.optional_companion("y", y, x)
@@ -265,7 +265,7 @@ class MixUp(MixingTransform):
 
     def __init__(self, *, alpha: float = 1.0, per_sample: bool = False, pairing: str = "random", prob: float = 1.0,
                  lam: float | tuple[float, float] | None = None, **options: Any) -> None:
-        self.alpha = _checks.positive_float("alpha", alpha)
+        self.alpha = _checks.concentration("alpha", alpha)
         self.per_sample = _checks.boolean("per_sample", per_sample)
         self.pairing = _checks.choice("pairing", pairing, PAIRINGS)
         self.prob = _checks.unit_interval("prob", prob, include_one=True)

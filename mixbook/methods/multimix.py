@@ -106,10 +106,11 @@ def weights(
     """
     b = _checks.positive_int("b", b)
     n = b if n is None else _checks.positive_int("n", n)
-    alpha = _checks.positive_float("alpha", alpha)
+    alpha = _checks.concentration("alpha", alpha)
     dtype = _checks.floating_dtype("dtype", dtype)
     device = torch.empty(0, device=device).device if device is not None else torch.device("cpu")
     _checks.generator(generator, device)
+    _checks.allocation("MultiMix weights (n, b)", (n, b), torch.float32, device, copies=2)   # draws + weights
     return dirichlet(alpha, (n, b), device=device, dtype=dtype, generator=generator)
 
 
@@ -172,7 +173,7 @@ class MultiMix(DenseMixingTransform):
     hyper_parameters = ("alpha", "n", "prob")
 
     def __init__(self, *, alpha: float = DEFAULT_ALPHA, n: int | None = None, **options: Any) -> None:
-        self.alpha = _checks.positive_float("alpha", alpha)
+        self.alpha = _checks.concentration("alpha", alpha)
         super().__init__(n=n, **options)
 
 
@@ -214,6 +215,8 @@ def dense_weights(base: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
     if _checks.check_values(base):
         _checks.soft_targets("base", base.detach().reshape(-1, b))
     dtype = torch.promote_types(base.dtype, attention.dtype)
+    r = base.shape[0] if base.ndim == 3 else attention.shape[1]
+    _checks.allocation("Dense MultiMix weights (r, n, b)", (r, n, b), dtype, base.device, copies=2)
     w = base.to(dtype)
     w = w.unsqueeze(0) if w.ndim == 2 else w                     # (1 or r, n, b)
     num = w * attention.to(dtype).t().unsqueeze(1)               # (r, n, b): Λ^j[k, i] a[i, j]
@@ -382,7 +385,7 @@ class DenseMultiMix(Method):
             if not isinstance(value, str) or value == hooks.INPUT:
                 raise TypeError(f"{name} must be a module path (str) of the model, got {value!r}")
         self.layer, self.head = layer, head
-        self.alpha = _checks.positive_float("alpha", alpha)
+        self.alpha = _checks.concentration("alpha", alpha)
         self.n = _checks.optional_positive_int("n", n)
         self.clean = _checks.boolean("clean", clean)
         self.per_position = _checks.boolean("per_position", per_position)

@@ -62,7 +62,7 @@ def sample(
     """
     x = _checks.non_empty("x", x)
     _checks.optional_companion("y", y, x)
-    alpha = _checks.positive_float("alpha", alpha)
+    alpha = _checks.concentration("alpha", alpha)
     per_sample = _checks.boolean("per_sample", per_sample)
     _checks.generator(generator, x.device)
     b = x.shape[0]

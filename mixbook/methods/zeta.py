@@ -153,6 +153,8 @@ def weights(
     # Resolve "cuda" to "cuda:<current>" so it compares equal to dominant's device.
     device = torch.empty(0, device=device).device if device is not None else torch.device("cpu")
     n = b if n is None else _checks.positive_int("n", n)
+    # float64 keys, their argsort and the weights: about 3 float64 (n, b) tensors at once
+    _checks.allocation("ζ-mixup weights (n, b)", (n, b), torch.float64, device, copies=3)
     compiling = torch.compiler.is_compiling()
     mode = None if compiling else torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
     if dominant is None:
