@@ -56,15 +56,17 @@ def test_a_grid_split_over_two_machines_merges_into_the_whole_grid(tmp_path):
     _, p1 = cifar_grid.run(tmp_path / "data", "cifar10", names=["erm"], out=tmp_path / "parts", **kw)
     _, p2 = cifar_grid.run(tmp_path / "data", "cifar10", names=["mixup"], out=tmp_path / "parts", **kw)
     whole, _ = cifar_grid.run(tmp_path / "data", "cifar10", names=["erm", "mixup"], out=tmp_path / "whole", **kw)
-    assert p1 != p2 and p1.parent == p2.parent
+    assert [p.name for p in p1] == ["06_comparison_cifar10_erm_seeds0.json", "06_comparison_cifar10_erm_seeds1.json"]
+    assert not set(p1) & set(p2) and {p.parent for p in p1 + p2} == {tmp_path / "parts"}
     merged = results.load(tmp_path / "parts", "06_comparison_*.json", unique=cifar_grid.UNIQUE)
-    assert len(merged) == 4 and set(merged.method) == {"ERM", "mixup"} and set(merged.file) == {p1.name, p2.name}
+    assert len(merged) == 4 and set(merged.method) == {"ERM", "mixup"} and set(merged.file) == {p.name for p in p1 + p2}
+    assert not list((tmp_path / "parts" / "checkpoints").iterdir())          # a saved part leaves no checkpoint
     key = list(cifar_grid.UNIQUE)
     a = merged.sort_values(key).reset_index(drop=True)
     b = whole.sort_values(key).reset_index(drop=True)
     for col in ("accuracy", "nll", "train_loss"):
         assert a[col].tolist() == pytest.approx(b[col].tolist(), abs=1e-6), col
-    record = results.load(tmp_path / "parts", p1.name)
+    record = results.load(tmp_path / "parts", p1[0].name)
     assert record.dataset.unique().tolist() == ["cifar10"]
 
 
@@ -73,7 +75,7 @@ def test_a_part_recorded_twice_is_refused_when_merging(tmp_path):
     kw = dict(names=["erm"], seeds=[0], device="cpu", model=_small, **TINY)
     _, first = cifar_grid.run(tmp_path / "data", "cifar10", out=tmp_path / "a", **kw)
     _, again = cifar_grid.run(tmp_path / "data", "cifar10", out=tmp_path / "b", **kw)
-    again.rename(tmp_path / "a" / "06_comparison_cifar10_erm_seeds0_rerun.json")
+    again[0].rename(tmp_path / "a" / "06_comparison_cifar10_erm_seeds0_rerun.json")
     with pytest.raises(ValueError, match=r"more than once.*ERM.*06_comparison_cifar10_erm_seeds0"):
         results.load(tmp_path / "a", unique=cifar_grid.UNIQUE)
     assert len(results.load(tmp_path / "a")) == 2                 # without unique: both rows
@@ -111,11 +113,75 @@ def test_the_command_line_under_torchrun_writes_one_file_from_rank_0(tmp_path):
         out, _ = proc.communicate()
         pytest.fail(f"torchrun ran past 240 s:\n{out[-4000:]}")
     assert proc.returncode == 0, out[-4000:]
-    assert out.count("saved ") == 1, out[-4000:]
-    files = list((tmp_path / "out").glob("*.json"))
-    assert [f.name for f in files] == ["06_comparison_cifar10_erm-mixup_seeds0.json"]
+    assert out.count("saved ") == 2, out[-4000:]                        # rank 0 only, one file a part
+    files = sorted(f.name for f in (tmp_path / "out").glob("*.json"))
+    assert files == ["06_comparison_cifar10_erm_seeds0.json", "06_comparison_cifar10_mixup_seeds0.json"]
     import json
 
-    record = json.loads(files[0].read_text())
+    record = json.loads((tmp_path / "out" / files[0]).read_text())
     assert record["parameters"]["world_size"] == 2 and record["parameters"]["cifar_batch"] == 10
-    assert {r["method"] for r in record["rows"]} == {"ERM", "mixup"}
+    assert [r["method"] for r in record["rows"]] == ["ERM"]
+
+
+# ---------------------------------------------------------------------- issue 31: a grid that survives
+def test_bad_settings_and_an_unwritable_out_are_found_before_any_training(tmp_path, monkeypatch):
+    _write_cifar10(tmp_path / "data")
+    trained = []
+    monkeypatch.setattr(cifar_grid.train, "fit", lambda *a, **k: trained.append(1))
+    for bad in (dict(cifar_weight_decay=float("inf")), dict(cifar_lr=float("nan")), dict(cifar_weight_decay=-1.0)):
+        with pytest.raises(ValueError, match="cifar_weight_decay|cifar_lr"):
+            cifar_grid.run(tmp_path / "data", names=["erm"], out=tmp_path / "out", device="cpu", **{**TINY, **bad})
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="out: cannot write results to"):
+        cifar_grid.run(tmp_path / "data", names=["erm"], out=tmp_path / "file" / "sub", device="cpu", **TINY)
+    assert not trained
+
+
+def test_rerun_is_refused_resumed_or_overwritten(tmp_path):
+    _write_cifar10(tmp_path / "data")
+    kw = dict(names=["erm"], seeds=[0], device="cpu", model=_small, out=tmp_path / "out", **TINY)
+    _, (path,) = cifar_grid.run(tmp_path / "data", "cifar10", **kw)
+    before = path.read_text()
+    with pytest.raises(FileExistsError, match=r"already holds parts .*06_comparison_cifar10_erm_seeds0.json.*--resume"):
+        cifar_grid.run(tmp_path / "data", "cifar10", **kw)
+    table, written = cifar_grid.run(tmp_path / "data", "cifar10", resume=True, **kw)
+    assert written == [] and path.read_text() == before and list(table.method) == ["ERM"]   # skipped, read back
+    _, (again,) = cifar_grid.run(tmp_path / "data", "cifar10", overwrite=True, **kw)
+    assert again == path and path.read_text() != before                                     # replaced
+    with pytest.raises(ValueError, match="exclude each other"):
+        cifar_grid.run(tmp_path / "data", "cifar10", resume=True, overwrite=True, **kw)
+
+
+def _grid_command(tmp_path, out, *extra):
+    return [sys.executable, "-m", "mixbook.chapters.cifar_grid", "--root", str(tmp_path / "data"), "--methods", "erm",
+            "mixup", "--seeds", "0", "--epochs", "3", "--batch-size", "10", "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_a_killed_grid_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL after the first part is saved (the second mid-training), then ``--resume``: the saved part is
+    kept, the interrupted one resumes from its checkpoint, and every row equals an uninterrupted run's."""
+    import time
+
+    _write_cifar10(tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run(_grid_command(tmp_path, tmp_path / "whole"), env=env, check=True, capture_output=True, timeout=300)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_grid_command(tmp_path, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "06_comparison_cifar10_erm_seeds0.json"
+    ckpt = out / "checkpoints" / "06_comparison_cifar10_mixup_seeds0.pt"
+    deadline = time.monotonic() + 300
+    while not (first.exists() and ckpt.exists()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert first.exists()
+    saved = first.read_text()
+    res = subprocess.run(_grid_command(tmp_path, out), env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "--resume" in res.stderr                          # refused without --resume
+    subprocess.run(_grid_command(tmp_path, out, "--resume"), env=env, check=True, capture_output=True, timeout=300)
+    assert first.read_text() == saved
+    whole = results.load(tmp_path / "whole", unique=cifar_grid.UNIQUE).sort_values("method").reset_index(drop=True)
+    resumed = results.load(out, unique=cifar_grid.UNIQUE).sort_values("method").reset_index(drop=True)
+    for col in ("accuracy", "nll", "ece", "train_loss"):
+        assert resumed[col].tolist() == whole[col].tolist(), col

@@ -6,10 +6,20 @@ One process, one node or many (``torchrun``), and split over machines by method 
     torchrun --nproc_per_node=8 -m mixbook.chapters.cifar_grid --root /data --dataset cifar100 --methods mixup cutmix
     python -m mixbook.chapters.cifar_grid --root /data --dataset cifar10 --seeds 3 4 --out book/results
 
-Each run writes one :func:`mixbook.chapters.results.save` file, named by data set, methods and seeds
-(:func:`result_name`), so the parts of a grid split over machines never overwrite each other;
+Every (method, seed) is one part: trained with a :func:`mixbook.training.train.fit` checkpoint in
+``<out>/checkpoints/`` and saved, as soon as it finishes, to its own :func:`mixbook.chapters.results.save`
+file (:func:`part_name`, e.g. ``06_comparison_cifar10_mixup_seeds0.json``), so an interrupted grid
+loses at most the part in progress, and parts run on other machines never overwrite each other;
 :func:`mixbook.chapters.results.load` with ``unique=UNIQUE`` merges them into one table and refuses a
 (data set, method, seed) recorded twice. Chapter 6 shows every ``06_comparison_*.json`` it finds.
+
+Re-running into the same ``--out``: a part whose file exists is refused before any training,
+unless ``--resume`` (skip finished parts, resume an interrupted part from its checkpoint) or
+``--overwrite`` (train every part again and replace its file). ``--out`` is created and tested
+writable before the data is read. Under ``torchrun`` the process group is joined with a timeout
+(``--timeout-minutes``, default :data:`mixbook.training.distributed.DEFAULT_TIMEOUT_MINUTES`): a rank
+that dies or stops makes the others fail after that long, not hang for gloo's 30 minutes; ``main``
+is wrapped in ``torch.distributed.elastic``'s ``@record``, so a rank's error reaches torchrun's summary.
 
 The hyper-parameters (:data:`DEFAULTS`) are those of ``book/params/06_comparison/full.yaml``
 (a test keeps the two equal): SGD, lr 0.1, weight decay 5e-4, 200 epochs, batch 128, random
@@ -31,13 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from ..core import _checks
+from ..core.files import check_writable
 from ..training import data, models, train
 from . import results
-from ..training.distributed import _group
+from ..training.distributed import DEFAULT_TIMEOUT_MINUTES, _group, init_from_env
 
-__all__ = ["DEFAULTS", "METHODS", "UNIQUE", "methods", "result_name", "run", "main"]
+__all__ = ["DEFAULTS", "METHODS", "UNIQUE", "methods", "result_name", "part_name", "run", "main"]
 
 DEFAULTS: dict[str, Any] = {"cifar_epochs": 200, "cifar_batch": 128, "cifar_lr": 0.1, "cifar_weight_decay": 0.0005,
                             "multimix_n": 1000}
@@ -107,10 +119,25 @@ def result_name(dataset: str, names: Sequence[str] | None, seeds: Sequence[int])
     return f"06_comparison_{dataset}_{part}_seeds{_slug(seeds)}.json"
 
 
+def part_name(dataset: str, name: str, seed: int) -> str:
+    """The file of one part, ``06_comparison_<dataset>_<method>_seeds<seed>.json`` (:func:`result_name` of it)."""
+    return result_name(dataset, [name], [seed])
+
+
+def _check_hyper_parameters(params: dict[str, Any]) -> None:
+    """Every grid hyper-parameter finite and in range, before any training."""
+    _checks.positive_int("cifar_epochs", params["cifar_epochs"])
+    _checks.positive_int("cifar_batch", params["cifar_batch"])
+    _checks.positive_int("multimix_n", params["multimix_n"])
+    _checks.positive_float("cifar_lr", params["cifar_lr"])
+    _checks.non_negative_float("cifar_weight_decay", params["cifar_weight_decay"])
+
+
 def run(root: str | os.PathLike, dataset: str = "cifar10", *, names: Sequence[str] | None = None,
         seeds: Sequence[int] = (0,), out: str | os.PathLike = "book/results", device: str = "auto",
-        global_mixing: bool = False, model: Any = None, **hp: Any) -> tuple[Any, Path | None]:
-    """Train the grid's ``names`` × ``seeds`` on ``dataset`` and save the table (rank 0).
+        global_mixing: bool = False, model: Any = None, resume: bool = False, overwrite: bool = False,
+        **hp: Any) -> tuple[Any, list[Path]]:
+    """Train the grid's ``names`` × ``seeds`` on ``dataset``, saving each part as it finishes (rank 0).
 
     Args:
         root: the local CIFAR directory (:func:`mixbook.training.data.cifar`; nothing is downloaded).
@@ -118,43 +145,83 @@ def run(root: str | os.PathLike, dataset: str = "cifar10", *, names: Sequence[st
         names, global_mixing: as :func:`methods`.
         seeds: the seeds (one network per method and seed, every method from the same
             initialisation for a seed).
-        out: the folder of the result file (:func:`result_name`).
+        out: the folder of the part files (:func:`part_name`) and of ``checkpoints/``.
         device: as :func:`mixbook.training.train.fit` (``"auto"``: this rank's GPU if there is one).
         model: ``num_classes -> nn.Module`` (default :class:`mixbook.training.models.CifarResNet18`; small
             models are for tests).
+        resume: skip the parts already saved in ``out`` and resume an interrupted part from its
+            checkpoint.
+        overwrite: train every part again, replacing saved files and discarding checkpoints.
+            Without ``resume`` or ``overwrite``, a saved part or a checkpoint in ``out`` is a
+            ``FileExistsError`` before any training.
         hp: overrides of :data:`DEFAULTS` (``cifar_epochs``, ``cifar_batch`` — the global batch —,
-            ``cifar_lr``, ``cifar_weight_decay``, ``multimix_n``).
+            ``cifar_lr``, ``cifar_weight_decay``, ``multimix_n``), finite and in range.
 
     Returns:
-        ``(table, path)``: the :func:`mixbook.training.train.repeat` frame with a ``dataset`` column, and the
-        file written (``None`` on ranks other than 0).
+        ``(table, paths)``: one row per (method, seed) of this call (the :func:`mixbook.training.train.repeat`
+        columns and ``dataset``; parts skipped by ``resume`` read back from their files), and the
+        part files written by this call (empty on ranks other than 0).
     """
+    import pandas as pd
+
     unknown = sorted(set(hp) - set(DEFAULTS))
     if unknown:
         raise TypeError(f"unknown hyper-parameter(s) {unknown}; the grid takes {sorted(DEFAULTS)}")
     params = {**DEFAULTS, **hp}
+    _check_hyper_parameters(params)
     seeds = [_checks.seed("seeds", s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed")
+    resume, overwrite = _checks.boolean("resume", resume), _checks.boolean("overwrite", overwrite)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume keeps saved parts, overwrite replaces them")
     rank, world = _group() or (0, 1)
-    batch = _checks.positive_int("cifar_batch", params["cifar_batch"])
+    batch = params["cifar_batch"]
     if batch % world:
         raise ValueError(f"cifar_batch (the global batch, {batch}) must be divisible by the world size {world}")
+    keys = list(METHODS) if names is None else list(names)
+    grid = methods(keys, seed=seeds[0], multimix_n=params["multimix_n"], global_mixing=global_mixing)
+    folder = check_writable(out, "out")
+    checkpoints = folder / "checkpoints"
+    parts = [(key, label, seed) for seed in seeds for key, label in zip(keys, grid)]
+    done = {p: folder / part_name(dataset, p[0], p[2]) for p in parts}
+    if not resume and not overwrite:
+        present = [path.name for path in done.values() if path.exists()]
+        present += [c.name for c in checkpoints.glob(f"06_comparison_{dataset}_*.pt*")] if checkpoints.is_dir() else []
+        if present:
+            raise FileExistsError(f"{folder} already holds parts of this grid ({sorted(present)}): pass resume=True "
+                                  "(--resume) to skip the finished parts and resume the interrupted one, or "
+                                  "overwrite=True (--overwrite) to train them again")
     split = data.cifar(root, dataset)
-    grid = methods(names, seed=seeds[0], multimix_n=params["multimix_n"], global_mixing=global_mixing)
     build = model or models.CifarResNet18
-    epochs = _checks.positive_int("cifar_epochs", params["cifar_epochs"])
-    frame = train.repeat(lambda: build(split.num_classes), split, grid, seeds, epochs=epochs,
-                         batch_size=batch // world, lr=params["cifar_lr"], weight_decay=params["cifar_weight_decay"],
-                         optimizer="sgd", augment=data.random_crop_flip, device=device, eval_every=epochs,
-                         progress=False)
-    frame = frame.assign(dataset=dataset)
-    if rank != 0:
-        return frame, None
-    recorded = {**params, "dataset": dataset, "methods": list(grid), "seeds": seeds, "world_size": world,
-                "global_mixing": global_mixing}
-    path = results.save(Path(out) / result_name(dataset, names, seeds), frame, recorded, device=_device(device))
-    return frame, path
+    epochs = params["cifar_epochs"]
+    recorded = {**params, "dataset": dataset, "world_size": world, "global_mixing": global_mixing}
+    rows, written = [], []
+    for part in parts:
+        key, label, seed = part
+        path = done[part]
+        if resume and path.exists():
+            rows.extend(results.load(folder, path.name).drop(columns=["device", "date_utc", "commit", "file"])
+                        .to_dict(orient="records"))
+            continue
+        ckpt = checkpoints / (Path(part_name(dataset, key, seed)).stem + ".pt")
+        if overwrite:
+            for stale in checkpoints.glob(ckpt.stem + "*") if checkpoints.is_dir() else ():
+                stale.unlink()
+        torch.manual_seed(seed)
+        net = build(split.num_classes)
+        hist = train.fit(net, split, grid[label], epochs=epochs, batch_size=batch // world, lr=params["cifar_lr"],
+                         weight_decay=params["cifar_weight_decay"], optimizer="sgd", augment=data.random_crop_flip,
+                         device=device, eval_every=epochs, progress=False, seed=seed, checkpoint=ckpt)
+        final = {k: v for k, v in hist.final.items() if k not in ("epoch", "seconds")}
+        row = {"method": label, "seed": seed, **final,
+               "seconds_per_epoch": sum(e["seconds"] for e in hist.epochs) / len(hist.epochs), "dataset": dataset}
+        rows.append(row)
+        if rank == 0:
+            written.append(results.save(path, [row], {**recorded, "methods": [label], "seeds": [seed]},
+                                        device=_device(device)))
+        train._rank_path(ckpt, rank if world > 1 else None).unlink(missing_ok=True)   # the part is saved
+    return pd.DataFrame(rows), written
 
 
 def _device(device: str) -> torch.device:
@@ -166,6 +233,7 @@ def _device(device: str) -> torch.device:
     return dev
 
 
+@record
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (``python -m mixbook.chapters.cifar_grid --help``); under torchrun it joins the
     process group (NCCL with GPUs, gloo without) and leaves it at the end."""
@@ -182,17 +250,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=DEFAULTS["cifar_lr"])
     p.add_argument("--weight-decay", type=float, default=DEFAULTS["cifar_weight_decay"])
     p.add_argument("--multimix-n", type=int, default=DEFAULTS["multimix_n"])
+    p.add_argument("--resume", action="store_true", help="skip saved parts; resume an interrupted part")
+    p.add_argument("--overwrite", action="store_true", help="train every part again, replacing saved files")
+    p.add_argument("--timeout-minutes", type=float, default=DEFAULT_TIMEOUT_MINUTES,
+                   help="process-group timeout under torchrun: a stopped or dead rank fails the others after it")
     args = p.parse_args(argv)
     dist = torch.distributed
-    joined = "RANK" in os.environ and not dist.is_initialized()
-    if joined:                                               # started by torchrun
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    joined = init_from_env(timeout_minutes=args.timeout_minutes)   # under torchrun: join the group
     try:
-        _, path = run(args.root, args.dataset, names=args.methods, seeds=args.seeds, out=args.out,
-                      device=args.device, global_mixing=args.global_mixing, cifar_epochs=args.epochs,
-                      cifar_batch=args.batch_size, cifar_lr=args.lr, cifar_weight_decay=args.weight_decay,
-                      multimix_n=args.multimix_n)
-        if path is not None:
+        _, paths = run(args.root, args.dataset, names=args.methods, seeds=args.seeds, out=args.out,
+                       device=args.device, global_mixing=args.global_mixing, resume=args.resume,
+                       overwrite=args.overwrite, cifar_epochs=args.epochs, cifar_batch=args.batch_size,
+                       cifar_lr=args.lr, cifar_weight_decay=args.weight_decay, multimix_n=args.multimix_n)
+        for path in paths:
             print(f"saved {path}")
     finally:
         if joined:

@@ -209,14 +209,15 @@ def dense_weights(base: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"base of shape (r, n, b) = {tuple(base.shape)} needs attention (b, r) with r = {base.shape[0]}, "
                          f"got {tuple(attention.shape)}")
     _checks.same_device("attention", attention, base.device)
+    r = base.shape[0] if base.ndim == 3 else attention.shape[1]
+    _checks.allocation("Dense MultiMix weights (r, n, b)", (r, n, b), torch.promote_types(base.dtype, attention.dtype),
+                       base.device, copies=2)
     if _checks.check_values(attention):
         if not bool(torch.isfinite(attention).all()) or bool((attention < 0).any()):
             raise ValueError("attention must be finite and non-negative")
     if _checks.check_values(base):
         _checks.soft_targets("base", base.detach().reshape(-1, b))
     dtype = torch.promote_types(base.dtype, attention.dtype)
-    r = base.shape[0] if base.ndim == 3 else attention.shape[1]
-    _checks.allocation("Dense MultiMix weights (r, n, b)", (r, n, b), dtype, base.device, copies=2)
     w = base.to(dtype)
     w = w.unsqueeze(0) if w.ndim == 2 else w                     # (1 or r, n, b)
     num = w * attention.to(dtype).t().unsqueeze(1)               # (r, n, b): Λ^j[k, i] a[i, j]

@@ -27,7 +27,32 @@ from . import train
 from ..core.step import prepares
 from .steps import make_method
 
-__all__ = ["GlobalBatch", "gather"]
+__all__ = ["DEFAULT_TIMEOUT_MINUTES", "init_from_env", "GlobalBatch", "gather"]
+
+DEFAULT_TIMEOUT_MINUTES = 5.0
+"""The process-group timeout :func:`init_from_env` (and ``python -m mixbook.chapters.cifar_grid``) use: a
+collective that waits longer for a rank that died or stopped fails on the others (gloo's own
+default is 30 minutes; a training step of the book's grids takes well under one)."""
+
+
+def init_from_env(backend: str | None = None, *, timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> bool:
+    """Join the process group ``torchrun`` describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ...) with a
+    timeout; returns whether it joined (``False`` outside torchrun, or when a group is already initialised).
+
+    Args:
+        backend: ``None``: NCCL when CUDA is available, else gloo.
+        timeout_minutes: how long a collective waits for the other ranks before it fails (> 0).
+    """
+    import datetime
+    import os
+
+    minutes = _checks.positive_float("timeout_minutes", timeout_minutes)
+    dist = torch.distributed
+    if "RANK" not in os.environ or not dist.is_available() or dist.is_initialized():
+        return False
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
+    return True
 
 
 def _group() -> tuple[int, int] | None:

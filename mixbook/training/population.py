@@ -46,7 +46,7 @@ from .steps import make_method
 from .data import Split
 from ..core.runtime import resolve_device
 
-__all__ = ["repeat", "run_all", "supports"]
+__all__ = ["repeat", "run_all", "JobsFailed", "supports"]
 
 
 def supports(method: object, model: nn.Module) -> bool:
@@ -374,6 +374,12 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
 
     Returns:
         ``{key: what repeat returned}``, in the order of ``jobs``.
+
+    Raises:
+        JobsFailed: a job raised, or its worker died (the OOM killer, a signal: the pool is then
+            broken and the jobs not yet done fail too). Its ``finished`` holds the results of the
+            jobs that completed, ``failed`` the error of each other job; in one process the jobs
+            after the first failure are not run.
     """
     workers = _checks.positive_int("workers", workers)
     if not isinstance(jobs, Mapping):
@@ -387,7 +393,13 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
             raise TypeError(f"jobs[{key!r}] must be a mapping of keyword arguments or a zero-argument callable, "
                             f"got {type(job).__name__}")
     if workers == 1 or len(jobs) <= 1:
-        return {key: _run_job(fn, job) for key, job in jobs.items()}
+        finished: dict = {}
+        for key, job in jobs.items():
+            try:
+                finished[key] = _run_job(fn, job)
+            except Exception as err:       # noqa: BLE001 - reported with the finished jobs
+                raise JobsFailed(finished, {key: err}) from err
+        return finished
     import multiprocessing
     import pickle
     from concurrent.futures import ProcessPoolExecutor
@@ -402,7 +414,26 @@ def run_all(jobs: Mapping[Any, Mapping[str, Any]], *, workers: int = 1, fn: Call
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=torch.set_num_threads,
                              initargs=(1,)) as pool:
         futures = {key: pool.submit(_run_job, fn, job) for key, job in jobs.items()}
-        return {key: f.result() for key, f in futures.items()}
+        finished, failed = {}, {}
+        for key, future in futures.items():
+            try:
+                finished[key] = future.result()
+            except Exception as err:       # noqa: BLE001 - a job's error, or BrokenProcessPool
+                failed[key] = err
+    if failed:
+        raise JobsFailed(finished, failed) from next(iter(failed.values()))
+    return finished
+
+
+class JobsFailed(RuntimeError):
+    """Some jobs of :func:`run_all` failed: ``finished`` ``{key: result}`` of those that completed, ``failed``
+    ``{key: exception}`` of the others (a dead worker shows as ``BrokenProcessPool``)."""
+
+    def __init__(self, finished: dict, failed: dict) -> None:
+        shown = "; ".join(f"{key!r}: {type(err).__name__}: {err}" for key, err in failed.items())
+        super().__init__(f"{len(failed)} job(s) failed ({shown}); {len(finished)} finished, their results are in "
+                         f".finished: {list(finished)}")
+        self.finished, self.failed = finished, failed
 
 
 def _run_job(fn: Callable[..., Any], job: Mapping[str, Any] | Callable[[], Any]) -> Any:

@@ -16,9 +16,11 @@ A *method* turns a mini-batch into a loss (:class:`mixbook.core.step.Method`). E
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +35,7 @@ from . import metrics
 from .data import Split
 from .steps import make_method
 
-__all__ = ["History", "predict", "evaluate_split", "generators", "optimizer_and_schedule", "fit", "repeat", "summarize"]
+__all__ = ["History", "NonFiniteLoss", "predict", "evaluate_split", "generators", "optimizer_and_schedule", "fit", "repeat", "summarize"]
 
 
 @dataclass
@@ -226,6 +228,9 @@ def fit(
     optimizer: str = "adamw",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     keep_outputs: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    on_nonfinite: str = "raise",
 ) -> History:
     """Train ``model`` on ``data`` with ``method`` (AdamW or SGD, cosine learning-rate schedule).
 
@@ -262,6 +267,13 @@ def fit(
             :meth:`History.best <mixbook.training.train.History.best>`), for per-example statistics and temperature scaling. Needs a
             validation part (a ``Split`` from :func:`mixbook.training.data.validation_split`, or
             ``test`` with one).
+        checkpoint: a file to checkpoint the run to (see *Long runs* below), or ``None``.
+        checkpoint_every: write the checkpoint every this many epochs (and after the last).
+        on_nonfinite: what a NaN or infinite training loss does: ``"raise"`` (default) stops the
+            run with a :class:`NonFiniteLoss` error naming the epoch and step (on the CPU at that
+            step; on an accelerator, where a per-step check would synchronise, at the end of that
+            epoch, naming the first bad step); ``"record"`` goes on, leaves those steps out of
+            ``train_loss`` and records their number as ``nonfinite_steps`` in the epoch's record.
 
     Returns:
         A :class:`~mixbook.training.train.History`. The model keeps the weights of the last epoch (``History.best()``
@@ -289,6 +301,21 @@ def fit(
       :class:`~mixbook.training.train.History` is the same on every rank: save it (and the model) from rank 0.
 
     A one-process run (no group) is unchanged.
+
+    **Long runs.** With ``checkpoint``, ``fit`` writes (atomically: :func:`mixbook.core.files.atomic_write`)
+    the model, optimiser and schedule states, the data-order, augmentation and mixing generators,
+    the method's own random state (a manifold layer draw), the :class:`History` and the position
+    (epoch, and step within it) every ``checkpoint_every`` epochs; called again with the same
+    arguments and the file present, it resumes from it, and the run ends with the *same* weights
+    and history as an uninterrupted one (its ``seconds`` aside). A checkpoint of another run (other
+    method, seed, epochs, learning rate, ...) is refused. On SIGTERM or SIGINT the step in progress
+    finishes, the checkpoint is written with the position inside the epoch (a ``Split``'s epoch
+    order is saved with it; a ``DataLoader``'s epoch is replayed and its first batches skipped,
+    exact when the loader's order is a function of the epoch), and ``fit`` exits: SIGTERM with
+    ``SystemExit(143)``, SIGINT with ``KeyboardInterrupt``, each saying where the checkpoint is.
+    In a process group every rank writes its own file (``name.rank<r>.ext``). The model is
+    trained *in place*: after an interruption it holds the weights of the last step taken. Without
+    ``checkpoint`` an interrupting ``KeyboardInterrupt`` carries the run so far as ``err.history``.
     """
     loader = isinstance(data, torch.utils.data.DataLoader)
     if not (loader or isinstance(data, Split)):
@@ -319,6 +346,10 @@ def fit(
                          "the best epoch is chosen on it")
     if keep_outputs and loader and test is None:
         raise ValueError("keep_outputs needs test= (a Split with a validation part) when data is a DataLoader")
+    checkpoint_every = _checks.positive_int("checkpoint_every", checkpoint_every)
+    on_nonfinite = _checks.choice("on_nonfinite", on_nonfinite, ("raise", "record"))
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path or None, got {type(checkpoint).__name__}")
 
     dev = resolve_device(device)
     dist = torch.distributed
@@ -343,9 +374,19 @@ def fit(
         source = _SplitBatches(data, batch_size, order_gen, dev, rank, world)
     opt, sched = optimizer_and_schedule(run.parameters(), optimizer, lr, weight_decay, epochs * source.steps)
     history = History(method=repr(method_obj), seed=seed)
+    saver = None
+    if checkpoint is not None:
+        fingerprint = {"method": repr(method_obj), "seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                       "weight_decay": weight_decay, "optimizer": optimizer, "eval_every": eval_every,
+                       "steps_per_epoch": source.steps, "world_size": world, "num_classes": num_classes,
+                       "augment": augment is not None, "keep_outputs": keep_outputs}
+        gens = {"order": order_gen, "mixing": mix_gen, **({} if aug_gen is order_gen else {"augment": aug_gen})}
+        saver = _Checkpoint(_rank_path(checkpoint, rank if group else None), fingerprint, net=net, run=run, opt=opt,
+                            sched=sched, generators=gens, method=method_obj, history=history, every=checkpoint_every)
     return _epochs(run, net, source, method_obj, num_classes, history, opt=opt, sched=sched, mix_gen=mix_gen,
                    augment=augment, aug_gen=aug_gen, evaluated=evaluated, epochs=epochs, eval_every=eval_every,
-                   progress=progress, rank=rank, group=group, keep_outputs=keep_outputs)
+                   progress=progress, rank=rank, group=group, keep_outputs=keep_outputs, saver=saver,
+                   on_nonfinite=on_nonfinite)
 
 
 class _Batches:
@@ -361,9 +402,13 @@ class _Batches:
     steps: int
     examples: int | None
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of epoch ``epoch`` (1-based)."""
+    def epoch(self, epoch: int, order: torch.Tensor | None = None,
+              start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of epoch ``epoch`` (1-based), from step ``start`` on; ``order``: the epoch's order
+        as a checkpoint saved it (:attr:`order` after the first batch), instead of a new draw."""
         raise NotImplementedError
+
+    order: torch.Tensor | None = None
 
 
 class _SplitBatches(_Batches):
@@ -384,13 +429,16 @@ class _SplitBatches(_Batches):
         self.steps = -(-self.per // batch_size)
         self.examples = self.per * world
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int, order: torch.Tensor | None = None,
+              start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, per, world, size = self.n, self.per, self.world, self.batch_size
-        order = torch.randperm(n, device=self.dev, generator=self.order_gen)   # the same on every rank
-        if per * world > n:
-            order = order.repeat(-(-per * world // n))[:per * world]
+        if order is None:
+            order = torch.randperm(n, device=self.dev, generator=self.order_gen)   # the same on every rank
+            if per * world > n:
+                order = order.repeat(-(-per * world // n))[:per * world]
+        self.order = order
         local = order[self.rank::world]
-        for i in range(0, per, size):
+        for i in range(start * size, per, size):
             idx = local[i:i + size]
             yield self.data.x_train[idx], self.data.y_train[idx]
 
@@ -407,13 +455,16 @@ class _LoaderBatches(_Batches):
         self.loader, self.dev, self.examples = loader, dev, None
         self.sampler = getattr(loader, "sampler", None)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int, order: torch.Tensor | None = None,
+              start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if callable(getattr(self.sampler, "set_epoch", None)):
             self.sampler.set_epoch(epoch - 1)
-        return self._batches()
+        return self._batches(start)
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for batch in self.loader:
+    def _batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i, batch in enumerate(self.loader):
+            if i < start:                          # a resumed epoch: the steps already taken
+                continue
             if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
                 raise TypeError("data: the DataLoader must yield (x, y) pairs, got "
                                 f"{type(batch).__name__} of {len(batch) if hasattr(batch, '__len__') else '?'} items")
@@ -421,10 +472,23 @@ class _LoaderBatches(_Batches):
             yield xb, yb
 
 
+class NonFiniteLoss(FloatingPointError):
+    """A training loss was NaN or infinite (``fit(..., on_nonfinite="raise")``); names the epoch and step."""
+
+    def __init__(self, epoch: int, step: int, value: float | None = None) -> None:
+        shown = "" if value is None else f" ({value})"
+        super().__init__(f"the training loss is not finite{shown} at epoch {epoch}, step {step} (1-based): the run is "
+                         "stopped rather than trained to NaN. Lower the learning rate, check the inputs "
+                         "(mixbook.set_value_checks('always') finds NaN inputs), or pass on_nonfinite='record' "
+                         "to go on and count such steps")
+        self.epoch, self.step = epoch, step
+
+
 def _epochs(run: nn.Module, net: nn.Module, source: _Batches, method_obj: Method, num_classes: int,
             history: History, *, opt, sched, mix_gen: torch.Generator, augment, aug_gen: torch.Generator,
             evaluated: Split | None, epochs: int, eval_every: int, progress: bool, rank: int,
-            group: bool, keep_outputs: bool = False) -> History:
+            group: bool, keep_outputs: bool = False, saver: "_Checkpoint | None" = None,
+            on_nonfinite: str = "raise") -> History:
     """:func:`fit`'s epoch loop, whatever the batch source; appends an epoch's record to ``history``.
 
     Every batch ``(x (b, *), y (b,))`` of ``source``: ``augment(x, aug_gen)``, the method's loss
@@ -432,42 +496,224 @@ def _epochs(run: nn.Module, net: nn.Module, source: _Batches, method_obj: Method
     With ``group``, the summed loss (and, for a counted source, the example count) is reduced over
     the ranks and the evaluation is sharded (:func:`_predict_sharded`); the progress bar shows on
     rank 0. ``evaluated`` (``None``: training loss only) is evaluated on ``net`` every
-    ``eval_every`` epochs and after the last.
+    ``eval_every`` epochs and after the last. ``saver``: resume from its checkpoint if there is
+    one, write it every ``saver.every`` epochs and on SIGTERM/SIGINT (then exit).
     """
-    bar = tqdm(range(1, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
-    for epoch in bar:
-        batches = source.epoch(epoch)
-        run.train()
-        start = time.perf_counter()
-        total = torch.zeros((), device=source.dev)
-        count = torch.zeros((), device=source.dev) if source.examples is None else None
-        for xb, yb in batches:
-            if augment is not None:
-                xb = augment(xb, aug_gen)
-            loss = method_obj.loss(run, xb, yb, num_classes, mix_gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach() * yb.shape[0]
-            if count is not None:
-                count += yb.shape[0]
-        if group:
-            torch.distributed.all_reduce(total)
-            if count is not None:
-                torch.distributed.all_reduce(count)
-        examples = source.examples if count is None else max(float(count), 1.0)
-        record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / examples,
-                                    "seconds": time.perf_counter() - start}
-        logits: dict[str, torch.Tensor] | None = None
-        if evaluated is not None and (epoch % eval_every == 0 or epoch == epochs):
-            logits = {} if keep_outputs else None
-            record.update(evaluate_split(net, evaluated, _predict=_predict_sharded if group else None, logits=logits))
-        history.epochs.append(record)
-        if logits is not None:
-            history.keep(record, logits, last=epoch == epochs)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    first_epoch, first_step, partial = 1, 0, None
+    if saver is not None:
+        resumed = saver.load(source.dev)
+        if resumed is not None:
+            first_epoch, first_step, partial = resumed["epoch"] + 1, resumed["step"], resumed["partial"]
+    per_step = source.dev.type == "cpu"            # a per-step finiteness check costs nothing on the CPU
+    bar = tqdm(range(first_epoch, epochs + 1), desc=repr(method_obj), disable=not progress or rank != 0, leave=False)
+    with _Interrupts(saver is not None) as interrupts:
+        try:
+            for epoch in bar:
+                here = partial is not None and epoch == first_epoch
+                step = first_step if here else 0
+                batches = source.epoch(epoch, order=partial["order"] if here else None, start=step)
+                run.train()
+                start = time.perf_counter() - (partial["seconds"] if here else 0.0)
+                dev = source.dev
+                total = partial["total"].to(dev) if here else torch.zeros((), device=dev)
+                # the examples of the finite steps (for a Split, without a bad step: source.examples over the ranks)
+                count = partial["count"].to(dev) if here else torch.zeros((), device=dev)
+                bad = partial["bad"].to(dev) if here else torch.zeros((), dtype=torch.int64, device=dev)
+                first_bad = partial["first_bad"].to(dev) if here else torch.full((), -1, dtype=torch.int64, device=dev)
+                for xb, yb in batches:
+                    if augment is not None:
+                        xb = augment(xb, aug_gen)
+                    loss = method_obj.loss(run, xb, yb, num_classes, mix_gen)
+                    step += 1
+                    finite = torch.isfinite(loss.detach())
+                    if per_step and on_nonfinite == "raise" and not bool(finite):
+                        raise NonFiniteLoss(epoch, step, float(loss.detach()))   # before the step: weights untouched
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    zero = torch.zeros((), device=dev, dtype=loss.dtype)
+                    total += torch.where(finite, loss.detach(), zero) * yb.shape[0]
+                    count += finite.to(count.dtype) * yb.shape[0]
+                    first_bad = torch.where((first_bad < 0) & ~finite, torch.full_like(first_bad, step), first_bad)
+                    bad += (~finite).to(bad.dtype)
+                    if interrupts.signal is not None:
+                        path = saver.save(epoch - 1, step, {
+                            "order": getattr(source, "order", None), "total": total, "count": count, "bad": bad,
+                            "first_bad": first_bad, "seconds": time.perf_counter() - start})
+                        interrupts.leave(path, epoch, step)
+                if group:
+                    torch.distributed.all_reduce(total)
+                    torch.distributed.all_reduce(bad)
+                    torch.distributed.all_reduce(count)
+                n_bad = int(bad)
+                if n_bad and on_nonfinite == "raise":
+                    raise NonFiniteLoss(epoch, int(first_bad))
+                examples = max(float(count), 1.0)
+                record: dict[str, float] = {"epoch": epoch, "train_loss": float(total) / examples,
+                                            "seconds": time.perf_counter() - start}
+                if n_bad:
+                    record["nonfinite_steps"] = n_bad
+                logits: dict[str, torch.Tensor] | None = None
+                if evaluated is not None and (epoch % eval_every == 0 or epoch == epochs):
+                    logits = {} if keep_outputs else None
+                    record.update(evaluate_split(net, evaluated, _predict=_predict_sharded if group else None,
+                                                 logits=logits))
+                history.epochs.append(record)
+                if logits is not None:
+                    history.keep(record, logits, last=epoch == epochs)
+                bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+                if saver is not None and (epoch % saver.every == 0 or epoch == epochs):
+                    saver.save(epoch, 0, None)
+        except KeyboardInterrupt as err:
+            err.history = history                  # the run so far; the model holds the last step's weights
+            raise
     return history
+
+
+class _Interrupts:
+    """While :func:`fit` checkpoints: SIGTERM and SIGINT set :attr:`signal` (the step in progress
+    finishes, then the checkpoint is written and :meth:`leave` exits); a second SIGINT interrupts at
+    once. Only in the main thread (where Python delivers signals); the previous handlers come back."""
+
+    def __init__(self, enabled: bool) -> None:
+        import threading
+
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "_Interrupts":
+        import signal
+
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt("interrupted twice: stopped without a checkpoint of the step in progress")
+        self.signal = signum
+
+    def leave(self, path: Path, epoch: int, step: int) -> None:
+        import signal
+        import sys
+
+        message = (f"fit: {signal.Signals(self.signal).name} at epoch {epoch}, step {step}; checkpoint written to "
+                   f"{path}. Call fit again with the same arguments to resume from it.")
+        if self.signal == signal.SIGINT:
+            raise KeyboardInterrupt(message)
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(128 + int(self.signal))
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _rank_path(path: str | os.PathLike, rank: int | None) -> Path:
+    """The checkpoint file of a run (``rank``: its rank in a process group, which writes ``name.rank<r>.ext``)."""
+    path = Path(path)
+    return path if rank is None else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def _method_rngs(method: object, depth: int = 0) -> dict[str, object]:
+    """The random state a training method holds besides ``fit``'s streams, by attribute name: its
+    generators and host layer draws (:class:`mixbook.core.hooks.LayerDraw`), and those of a method it wraps."""
+    from ..core.hooks import LayerDraw
+
+    found: dict[str, object] = {}
+    for name, value in vars(method).items() if hasattr(method, "__dict__") else ():
+        if isinstance(value, torch.Generator):
+            found[name] = value
+        elif isinstance(value, LayerDraw):
+            found[name] = value
+        elif isinstance(value, Method) and depth < 2:
+            found.update({f"{name}.{k}": v for k, v in _method_rngs(value, depth + 1).items()})
+    return found
+
+
+def _owner(method: object, dotted: str) -> tuple[object, str]:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        method = getattr(method, p)
+    return method, last
+
+
+class _Checkpoint:
+    """:func:`fit`'s checkpoint file: what a resume needs, and the fingerprint of the run it belongs to."""
+
+    FORMAT = "mixbook.training.train.fit checkpoint, version 1"
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any], *, net: nn.Module, run: nn.Module, opt, sched,
+                 generators: dict[str, torch.Generator], method: Method, history: History, every: int) -> None:
+        self.path, self.fingerprint, self.every = path, fingerprint, every
+        self.net, self.run, self.opt, self.sched = net, run, opt, sched
+        self.generators, self.method, self.history = generators, method, history
+
+    def save(self, epoch: int, step: int, partial: dict[str, Any] | None) -> Path:
+        """Write the state after ``epoch`` complete epochs and ``step`` steps of the next (atomically)."""
+        from ..core.files import atomic_write
+
+        rngs = {}
+        for name, rng in _method_rngs(self.method).items():
+            rngs[name] = rng.get_state() if isinstance(rng, torch.Generator) else rng.getstate()
+        state = {
+            "format": self.FORMAT, "fingerprint": self.fingerprint, "epoch": epoch, "step": step,
+            "model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "schedule": self.sched.state_dict(),
+            "generators": {k: g.get_state() for k, g in self.generators.items()}, "method": rngs,
+            "history": {"epochs": self.history.epochs, "outputs": self.history.outputs},
+            "partial": None if partial is None else {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                                                     for k, v in partial.items()},
+        }
+        return atomic_write(self.path, lambda fh: torch.save(state, fh))
+
+    def load(self, dev: torch.device) -> dict[str, Any] | None:
+        """Restore the run from the file, if there is one: ``{"epoch", "step", "partial"}``, else ``None``."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as err:                     # noqa: BLE001 - any unreadable file is the same error
+            raise ValueError(f"checkpoint {self.path} cannot be read ({type(err).__name__}: {err}); "
+                             "delete it to start the run afresh") from None
+        if not isinstance(state, dict) or state.get("format") != self.FORMAT:
+            raise ValueError(f"checkpoint {self.path} is not a mixbook fit checkpoint")
+        theirs = state["fingerprint"]
+        differ = sorted(k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k))
+        if differ:
+            shown = ", ".join(f"{k}: {theirs.get(k)!r} there, {self.fingerprint.get(k)!r} here" for k in differ)
+            raise ValueError(f"checkpoint {self.path} belongs to another run ({shown}); delete it, or pass another "
+                             "checkpoint path")
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["schedule"])
+        for name, gen in self.generators.items():
+            gen.set_state(state["generators"][name])
+        rngs = _method_rngs(self.method)
+        for name, value in state["method"].items():
+            if name not in rngs:
+                raise ValueError(f"checkpoint {self.path} holds random state {name!r} the method does not have")
+            rng = rngs[name]
+            if isinstance(rng, torch.Generator):
+                rng.set_state(value)
+            else:
+                rng.setstate(value)
+            owner, _ = _owner(self.method, name)
+            if hasattr(owner, "_model"):
+                owner._model = self.run              # the layer draws continue; a new model would restart them
+        self.history.epochs[:] = state["history"]["epochs"]
+        self.history.outputs.clear()
+        self.history.outputs.update(state["history"]["outputs"])
+        partial = state["partial"]
+        if partial is not None and isinstance(partial.get("order"), torch.Tensor):
+            partial["order"] = partial["order"].to(dev)
+        return {"epoch": state["epoch"], "step": state["step"], "partial": partial}
 
 
 def _predict_sharded(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
