@@ -221,3 +221,13 @@ def test_dense_mixings_refuse_an_allocation_beyond_the_devices_memory():
     base = torch.rand(1, 1, 1).expand(64, 100_000, 4096)                             # a view: no memory
     with pytest.raises(ValueError, match=r"Dense MultiMix weights \(r, n, b\) of shape \(64, 100000, 4096\)"):
         multimix.dense_weights(base, torch.ones(4096, 64))
+
+
+def test_chapter_parameters_refuse_nan_and_infinity_in_the_parameters_cell():
+    from mixbook.chapters import notebook as nb
+
+    for value, kind in ((float("nan"), nb.positive(float)), (float("inf"), nb.at_least(float, 0)),
+                        (float("-inf"), float), ([0.1, float("nan")], nb.positive(list[float]))):
+        with pytest.raises(ValueError, match=r"parameter 'lr' must be finite"):
+            nb.check_parameters({"lr": value}, lr=kind)
+    assert nb.check_parameters({"lr": 0.1}, lr=nb.positive(float)) == {"lr": 0.1}

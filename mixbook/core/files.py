@@ -3,7 +3,7 @@
 A long run is killed at any instant (a scheduler's SIGKILL, the OOM killer, a lost node). A file
 written in place can then be left empty or half written, and the good file it replaced is gone.
 :func:`atomic_write` writes to a temporary file in the destination's folder, flushes and
-fsyncs it, and ``os.replace``s it over the destination (an atomic rename on POSIX and Windows),
+fsyncs it, and moves it over the destination with ``os.replace`` (an atomic rename on POSIX and Windows),
 then fsyncs the folder: a reader, or the next run, sees the previous file or the new one, never
 a part.
 """

@@ -58,7 +58,7 @@ def mix_pairwise(h: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> t
 
 def mix_dense(h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``W @ h`` over the first dimension: ``(n, b)`` weights, ``(b, *)`` ``h`` -> ``(n, *)`` in ``h``'s dtype.
-    An output larger than :data:`mixbook.core._checks.MEMORY_FRACTION` of the device's memory is refused."""
+    An output larger than half the device's memory (``mixbook.core._checks.MEMORY_FRACTION``) is refused."""
     _checks.allocation("the dense mixing's output (n, *features)", (weights.shape[0], *h.shape[1:]), h.dtype, h.device)
     w = weights if weights.dtype == h.dtype else weights.to(h.dtype)
     return (w @ h.reshape(weights.shape[1], -1)).reshape(weights.shape[0], *h.shape[1:])

@@ -270,7 +270,7 @@ def fit(
         checkpoint: a file to checkpoint the run to (see *Long runs* below), or ``None``.
         checkpoint_every: write the checkpoint every this many epochs (and after the last).
         on_nonfinite: what a NaN or infinite training loss does: ``"raise"`` (default) stops the
-            run with a :class:`NonFiniteLoss` error naming the epoch and step (on the CPU at that
+            run with a :class:`~mixbook.training.train.NonFiniteLoss` error naming the epoch and step (on the CPU at that
             step; on an accelerator, where a per-step check would synchronise, at the end of that
             epoch, naming the first bad step); ``"record"`` goes on, leaves those steps out of
             ``train_loss`` and records their number as ``nonfinite_steps`` in the epoch's record.
@@ -282,6 +282,9 @@ def fit(
     **Across processes** (``torchrun``: an initialised ``torch.distributed`` process group,
     gloo on CPUs, NCCL on GPUs). ``fit`` then trains data-parallel:
 
+    * create the group with a timeout (:func:`mixbook.training.distributed.init_from_env` does,
+      5 minutes by default): a rank that dies or stops then fails the others' collectives after
+      it, where gloo would wait 30 minutes;
     * the model is wrapped in ``DistributedDataParallel`` (rank 0's initial weights are
       broadcast; a model the caller already wrapped in DDP is used as it is); ``device="auto"``
       / ``"cuda"`` means ``cuda:LOCAL_RANK``;
@@ -304,7 +307,7 @@ def fit(
 
     **Long runs.** With ``checkpoint``, ``fit`` writes (atomically: :func:`mixbook.core.files.atomic_write`)
     the model, optimiser and schedule states, the data-order, augmentation and mixing generators,
-    the method's own random state (a manifold layer draw), the :class:`History` and the position
+    the method's own random state (a manifold layer draw), the :class:`~mixbook.training.train.History` and the position
     (epoch, and step within it) every ``checkpoint_every`` epochs; called again with the same
     arguments and the file present, it resumes from it, and the run ends with the *same* weights
     and history as an uninterrupted one (its ``seconds`` aside). A checkpoint of another run (other
