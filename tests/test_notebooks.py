@@ -181,10 +181,13 @@ def test_comparison_full_scale_path_on_tiny_cifar(tmp_path: Path):
     out = tmp_path / "out.ipynb"
     pm.execute_notebook(str(BOOK / "06_comparison.ipynb"), str(out), parameters=params, cwd=str(BOOK),
                         kernel_name="python3", progress_bar=False)
-    record = json.loads((tmp_path / "results" / "06_comparison_cifar10_all_seeds0.json").read_text())
-    assert {"device", "date_utc", "git_commit", "torch"} <= record["provenance"].keys()
-    assert record["parameters"]["cifar_epochs"] == 1 and record["parameters"]["world_size"] == 1
-    methods = {r["method"] for r in record["rows"]}
+    parts = sorted((tmp_path / "results").glob("06_comparison_cifar10_*_seeds0.json"))   # one file a (method, seed)
+    records = [json.loads(p.read_text()) for p in parts]
+    assert len(records) == 8 and not list((tmp_path / "results" / "checkpoints").iterdir())
+    for record in records:
+        assert {"device", "date_utc", "git_commit", "torch"} <= record["provenance"].keys()
+        assert record["parameters"]["cifar_epochs"] == 1 and record["parameters"]["world_size"] == 1
+    methods = {r["method"] for record in records for r in record["rows"]}
     assert {"ERM", "mixup", "MultiMix", "Dense MultiMix", "CutMix"} <= methods
     text = out.read_text()
     assert "Recorded runs: " in text and "mixbook (recorded, see provenance)" in text
