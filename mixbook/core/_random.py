@@ -203,11 +203,18 @@ def worker_generator(generator: torch.Generator, worker_seed: int) -> torch.Gene
     streams, and the same DataLoader seeding gives the same streams. ``generator`` is not
     advanced.
     """
+    return _derived(generator, [int(worker_seed) & (2**64 - 1)])
+
+
+def _derived(generator: torch.Generator, prefix: list[int]) -> torch.Generator:
+    """A new generator on ``generator``'s device seeded by NumPy's ``SeedSequence`` from ``prefix``, the
+    generator's initial seed and its full state (``generator`` is not advanced): the one derivation of
+    the worker, rank and epoch streams."""
     import numpy as np
 
     state = generator.get_state().numpy()
     words = np.frombuffer(state.tobytes() + b"\0" * (-len(state) % 4), dtype=np.uint32)
-    entropy = [int(worker_seed) & (2**64 - 1), int(generator.initial_seed()), *map(int, words)]
+    entropy = [*prefix, int(generator.initial_seed()), *map(int, words)]
     seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
     return torch.Generator(device=generator.device).manual_seed(seed)
 
@@ -223,15 +230,9 @@ def rank_generator(generator: torch.Generator, rank: int) -> torch.Generator:
     the two kinds of entropy apart): every rank holding a copy of one seeded generator gets a
     distinct stream, the same one for the same rank and seed. ``generator`` is not advanced.
     """
-    import numpy as np
-
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
         raise ValueError(f"rank must be an integer >= 0, got {rank!r}")
-    state = generator.get_state().numpy()
-    words = np.frombuffer(state.tobytes() + b"\0" * (-len(state) % 4), dtype=np.uint32)
-    entropy = [_RANK_TAG, rank, int(generator.initial_seed()), *map(int, words)]
-    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
-    return torch.Generator(device=generator.device).manual_seed(seed)
+    return _derived(generator, [_RANK_TAG, rank])
 
 
 _EPOCH_TAG = 0x65706F63  # "epoc": keeps an epoch stream's entropy apart from the other kinds
@@ -241,16 +242,10 @@ def epoch_generator(generator: torch.Generator, epoch: int, worker: int) -> torc
     """A generator for one epoch of one DataLoader worker (``worker = -1``: the main process): a
     function of ``generator``'s state, ``epoch`` and ``worker`` only (not of the DataLoader's own
     seeding), so a resumed run that sets the same epoch draws the same. ``generator`` is not advanced."""
-    import numpy as np
-
     for name, value, low in (("epoch", epoch, 0), ("worker", worker, -1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    state = generator.get_state().numpy()
-    words = np.frombuffer(state.tobytes() + b"\0" * (-len(state) % 4), dtype=np.uint32)
-    entropy = [_EPOCH_TAG, epoch, worker + 1, int(generator.initial_seed()), *map(int, words)]
-    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
-    return torch.Generator(device=generator.device).manual_seed(seed)
+    return _derived(generator, [_EPOCH_TAG, epoch, worker + 1])
 
 
 @_checks.constant_under_compile

@@ -535,11 +535,12 @@ def _epochs(run: nn.Module, net: nn.Module, source: _Batches, method_obj: Method
                     loss.backward()
                     opt.step()
                     sched.step()
-                    zero = torch.zeros((), device=dev, dtype=loss.dtype)
-                    total += torch.where(finite, loss.detach(), zero) * yb.shape[0]
-                    count += finite.to(count.dtype) * yb.shape[0]
-                    first_bad = torch.where((first_bad < 0) & ~finite, torch.full_like(first_bad, step), first_bad)
-                    bad += (~finite).to(bad.dtype)
+                    # on the device, no host synchronisation: the loss of the finite steps, their examples,
+                    # and the count and first step of the non-finite ones (read at the epoch's end)
+                    total += torch.where(finite, loss.detach(), 0.0) * yb.shape[0]
+                    count += finite * yb.shape[0]
+                    first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
+                    bad += ~finite
                     if interrupts.signal is not None:
                         path = saver.save(epoch - 1, step, {
                             "order": getattr(source, "order", None), "total": total, "count": count, "bad": bad,
